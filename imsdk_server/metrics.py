@@ -22,7 +22,8 @@ Labels = tuple[tuple[str, str], ...]
 
 #: Latency buckets in seconds, from 50 µs to 10 s.
 DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
 
@@ -128,12 +129,13 @@ class Metrics:
     def _get(self, kind: str, name: str, labels: Mapping[str, object], make: Callable[[], Any]) -> Any:
         full = f"{self._namespace}_{name}" if self._namespace else name
         key = (full, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        known = self._kinds.get(full)
+        if known is not None and known != kind:
+            raise ValueError(f"metric {full!r} is a {known}, not a {kind}")
         series = self._store.get(key)
         if series is None:
             with self._lock:
-                known = self._kinds.setdefault(full, kind)
-                if known != kind:
-                    raise ValueError(f"metric {full!r} is a {known}, not a {kind}")
+                self._kinds.setdefault(full, kind)
                 series = self._store.setdefault(key, make())
         return series
 
@@ -145,7 +147,9 @@ class Metrics:
         result: Gauge = self._get("gauge", name, labels, lambda: Gauge(fn))
         return result
 
-    def histogram(self, name: str, buckets: Iterable[float] = DEFAULT_LATENCY_BUCKETS, **labels: object) -> Histogram:
+    def histogram(
+        self, name: str, buckets: Iterable[float] = DEFAULT_LATENCY_BUCKETS, **labels: object
+    ) -> Histogram:
         result: Histogram = self._get("histogram", name, labels, lambda: Histogram(buckets))
         return result
 
@@ -165,7 +169,7 @@ class Metrics:
         return out
 
     def value(self, name: str, **labels: object) -> float:
-        """The current value of one series (0 when it was never touched); handy for tests and health checks."""
+        """The current value of one series (0 when never touched), for tests and health checks."""
         key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
         series = self._store.get(key)
         if series is None:

@@ -51,7 +51,9 @@ def mysql_db() -> Iterator[MySQLTarget]:
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield MySQLTarget(services.MYSQL_HOST, services.MYSQL_PORT, services.MYSQL_USER, services.MYSQL_PASSWORD, name)
+        yield MySQLTarget(
+            services.MYSQL_HOST, services.MYSQL_PORT, services.MYSQL_USER, services.MYSQL_PASSWORD, name
+        )
     finally:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -108,5 +110,5 @@ def zookeeper_target() -> Iterator[ZooKeeperTarget]:
         zk.delete(root, recursive=True)
         zk.stop()
         zk.close()
-    except Exception:  # noqa: BLE001 - best-effort cleanup
+    except Exception:  # best-effort cleanup
         pass
