@@ -1,0 +1,137 @@
+"""v1 codec, the talk's original: a BSON header and a compact JSON body.
+
+The header is a BSON document whose keys are the :class:`~imsdk_proto.Header` field names; fields at their
+default are left out. BSON has no unsigned integers, so 64-bit fields above ``2**63 - 1`` travel as their
+two's-complement negative int64 and are mapped back on decode. BSON comes from pymongo's C-accelerated
+``bson`` module (never the standalone ``bson`` package, which claims the same top-level name).
+
+The body is the protobuf message in its canonical JSON mapping with the field names of the ``.proto`` file
+(``call_id``, not ``callId``), without spaces; an empty message is an empty body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import bson
+from bson.errors import BSONError
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from imsdk_proto._header import UINT32_MAX, UINT64_MAX, Header
+from imsdk_proto.codecs._common import flags_of
+from imsdk_proto.codes import Codec
+from imsdk_proto.errors import MalformedBody, MalformedHeader
+
+__all__ = ["CODEC", "decode_body", "decode_header", "encode_body", "encode_header"]
+
+CODEC = Codec.BSON_JSON
+
+M = TypeVar("M", bound=Message)
+
+_INT64_MAX = (1 << 63) - 1
+_U32_FIELDS = ("access_id", "msg_server_id", "flags", "error")
+_U64_FIELDS = ("seq", "msg_id", "session")
+_STR_FIELDS = ("sender_uid", "sender_device", "receiver_uid", "receiver_device")
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value > _INT64_MAX else value
+
+
+def encode_header(header: Header) -> bytes:
+    """BSON bytes of a header (only non-default fields)."""
+    doc: dict[str, Any] = {"biz": header.biz, "func": header.func}
+    if header.seq:
+        doc["seq"] = _signed64(header.seq)
+    if header.msg_id:
+        doc["msg_id"] = _signed64(header.msg_id)
+    if header.access_id:
+        doc["access_id"] = header.access_id
+    if header.msg_server_id:
+        doc["msg_server_id"] = header.msg_server_id
+    if header.flags:
+        doc["flags"] = int(header.flags)
+    if header.error:
+        doc["error"] = header.error
+    if header.sender_uid:
+        doc["sender_uid"] = header.sender_uid
+    if header.sender_device:
+        doc["sender_device"] = header.sender_device
+    if header.receiver_uid:
+        doc["receiver_uid"] = header.receiver_uid
+    if header.receiver_device:
+        doc["receiver_device"] = header.receiver_device
+    if header.session:
+        doc["session"] = _signed64(header.session)
+    return bson.encode(doc)
+
+
+def _int_field(doc: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    value = doc.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedHeader(f"header field {key!r} must be an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise MalformedHeader(f"header field {key!r} out of range: {value}")
+    return int(value)
+
+
+def decode_header(data: bytes) -> Header:
+    """Parse a BSON header; raises :class:`MalformedHeader` on bad bytes, types or ranges."""
+    try:
+        doc = bson.decode(data)
+    except (BSONError, ValueError, TypeError, OverflowError, IndexError, UnicodeDecodeError) as exc:
+        raise MalformedHeader(f"BSON header does not decode: {exc}") from None
+    biz = _int_field(doc, "biz", 1, UINT32_MAX)
+    func = _int_field(doc, "func", 1, UINT32_MAX)
+    u32 = [_int_field(doc, key, 0, UINT32_MAX) for key in _U32_FIELDS]
+    u64 = [_int_field(doc, key, -(1 << 63), UINT64_MAX) & UINT64_MAX for key in _U64_FIELDS]
+    strs: list[str] = []
+    for key in _STR_FIELDS:
+        value = doc.get(key, "")
+        if not isinstance(value, str):
+            raise MalformedHeader(f"header field {key!r} must be a string, got {type(value).__name__}")
+        strs.append(value)
+    return Header(
+        biz,
+        func,
+        u64[0],
+        u64[1],
+        u32[0],
+        u32[1],
+        flags_of(u32[2]),
+        u32[3],
+        strs[0],
+        strs[1],
+        strs[2],
+        strs[3],
+        u64[2],
+    )
+
+
+def encode_body(body: Message) -> bytes:
+    """Compact JSON of a message, field names as in the .proto; empty for an all-default message."""
+    doc = json_format.MessageToDict(body, preserving_proto_field_name=True)
+    if not doc:
+        return b""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_body(cls: type[M], data: bytes) -> M:
+    """Parse a JSON body as ``cls``; unknown fields are ignored (newer peers), anything else malformed raises
+    :class:`MalformedBody`."""
+    msg = cls()
+    if not data:
+        return msg
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise MalformedBody(f"JSON body does not decode: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedBody(f"JSON body must be an object, got {type(doc).__name__}")
+    try:
+        json_format.ParseDict(doc, msg, ignore_unknown_fields=True)
+    except (json_format.Error, ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
+        raise MalformedBody(f"JSON body does not fit {cls.__name__}: {exc}") from None
+    return msg
