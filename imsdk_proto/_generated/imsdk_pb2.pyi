@@ -56,7 +56,6 @@ class StorePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 
 class CallMedia(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    CALL_MEDIA_UNSPECIFIED: _ClassVar[CallMedia]
     CALL_MEDIA_AUDIO: _ClassVar[CallMedia]
     CALL_MEDIA_VIDEO: _ClassVar[CallMedia]
 
@@ -80,7 +79,6 @@ class CandidateType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 
 class ByeReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    BYE_REASON_UNSPECIFIED: _ClassVar[ByeReason]
     BYE_REASON_HANGUP: _ClassVar[ByeReason]
     BYE_REASON_CANCEL: _ClassVar[ByeReason]
     BYE_REASON_REJECT: _ClassVar[ByeReason]
@@ -129,7 +127,6 @@ FRIEND_EVENT_KIND_REMOVED: FriendEventKind
 STORE_POLICY_UNSPECIFIED: StorePolicy
 STORE_POLICY_DROP: StorePolicy
 STORE_POLICY_KEEP_LATEST: StorePolicy
-CALL_MEDIA_UNSPECIFIED: CallMedia
 CALL_MEDIA_AUDIO: CallMedia
 CALL_MEDIA_VIDEO: CallMedia
 AUDIO_CODEC_UNSPECIFIED: AudioCodec
@@ -144,7 +141,6 @@ CANDIDATE_TYPE_UNSPECIFIED: CandidateType
 CANDIDATE_TYPE_HOST: CandidateType
 CANDIDATE_TYPE_SRFLX: CandidateType
 CANDIDATE_TYPE_RELAY: CandidateType
-BYE_REASON_UNSPECIFIED: ByeReason
 BYE_REASON_HANGUP: ByeReason
 BYE_REASON_CANCEL: ByeReason
 BYE_REASON_REJECT: ByeReason

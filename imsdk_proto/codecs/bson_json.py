@@ -6,7 +6,8 @@ two's-complement negative int64 and are mapped back on decode. BSON comes from p
 ``bson`` module (never the standalone ``bson`` package, which claims the same top-level name).
 
 The body is the protobuf message in its canonical JSON mapping with the field names of the ``.proto`` file
-(``call_id``, not ``callId``), without spaces; an empty message is an empty body.
+(``call_id``, not ``callId``), enums as numbers, without spaces; an empty message is an empty body. The
+decoder also accepts enum names and camelCase field names, as the JSON mapping allows.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def decode_header(data: bytes) -> Header:
 
 def encode_body(body: Message) -> bytes:
     """Compact JSON of a message, field names as in the .proto; empty for an all-default message."""
-    doc = json_format.MessageToDict(body, preserving_proto_field_name=True)
+    doc = json_format.MessageToDict(body, preserving_proto_field_name=True, use_integers_for_enums=True)
     if not doc:
         return b""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
