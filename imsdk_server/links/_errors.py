@@ -1,0 +1,77 @@
+"""The link error tree. Every error carries the wire :class:`~imsdk_proto.codes.ErrorCode` it maps to.
+
+::
+
+    LinkError                    .code: ErrorCode
+    ├── LinkNotReady             LINK_NOT_READY      local traffic on a link that is not ready (nothing sent)
+    ├── LinkBusy                 SLOW_CONSUMER       send_nowait found the send buffer full (nothing sent)
+    ├── LinkClosed               the close reason    the link is closed (nothing sent)
+    ├── IllegalTransition        UNEXPECTED_MESSAGE  a (state, event) pair absent from a state table
+    │   └── LinkProtocolError    UNEXPECTED_MESSAGE  the peer broke the link protocol; the link closes
+    └── LinkRejected             FORBIDDEN           the peer's hello failed validation; the link closes
+
+Codec errors (:class:`imsdk_proto.errors.ProtocolError`) raised by the frame decoder are not wrapped: the
+driver closes the link with their own code. No name here shadows a built-in exception.
+"""
+
+from __future__ import annotations
+
+from imsdk_proto.codes import ErrorCode
+
+__all__ = [
+    "IllegalTransition",
+    "LinkBusy",
+    "LinkClosed",
+    "LinkError",
+    "LinkNotReady",
+    "LinkProtocolError",
+    "LinkRejected",
+]
+
+
+class LinkError(Exception):
+    """Base of every link error; :attr:`code` is the wire error code it maps to."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args[0]!r}, code={self.code.name})"
+
+
+class LinkNotReady(LinkError):
+    """Traffic was offered on a link that is not (or no longer) ready; the frame was not sent."""
+
+    code = ErrorCode.LINK_NOT_READY
+
+
+class LinkBusy(LinkError):
+    """The link's send buffer is full; the frame was not sent. ``send`` would have waited."""
+
+    code = ErrorCode.SLOW_CONSUMER
+
+
+class LinkClosed(LinkError):
+    """The link is closed; :attr:`code` is the reason it closed with. The frame was not sent."""
+
+    code = ErrorCode.LINK_NOT_READY
+
+
+class IllegalTransition(LinkError):
+    """A ``(state, event)`` pair that a state table does not allow."""
+
+    code = ErrorCode.UNEXPECTED_MESSAGE
+
+
+class LinkProtocolError(IllegalTransition):
+    """The peer sent a well-formed frame that the link protocol does not allow now."""
+
+
+class LinkRejected(LinkError):
+    """The peer's hello failed validation (role, server id, domain)."""
+
+    code = ErrorCode.FORBIDDEN
