@@ -1,0 +1,34 @@
+"""Message routing: the durable message store, its cache, group commit and the sans-IO router core.
+
+The delivery protocol these implement is written down in ``docs/delivery.md``.
+"""
+
+from imsdk_server.routing._store import AppendResult as AppendResult
+from imsdk_server.routing._store import InvalidMessage as InvalidMessage
+from imsdk_server.routing._store import MessageStore as MessageStore
+from imsdk_server.routing._store import MessageStoreError as MessageStoreError
+from imsdk_server.routing._store import NewMessage as NewMessage
+from imsdk_server.routing._store import PendingCursor as PendingCursor
+from imsdk_server.routing._store import SchemaMismatch as SchemaMismatch
+from imsdk_server.routing._store import StoredRecord as StoredRecord
+from imsdk_server.routing._store import conversation_id as conversation_id
+from imsdk_server.routing._store import conversation_members as conversation_members
+from imsdk_server.routing._store_sql import SCHEMA_VERSION as SCHEMA_VERSION
+from imsdk_server.routing._store_sql import SQLMessageStore as SQLMessageStore
+from imsdk_server.routing._store_sql import open_message_store as open_message_store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AppendResult",
+    "InvalidMessage",
+    "MessageStore",
+    "MessageStoreError",
+    "NewMessage",
+    "PendingCursor",
+    "SQLMessageStore",
+    "SchemaMismatch",
+    "StoredRecord",
+    "conversation_id",
+    "conversation_members",
+    "open_message_store",
+]

@@ -1,0 +1,381 @@
+"""The message store on SQL: SQLite (embedded) and MySQL/MariaDB, over :mod:`imsdk_server.backends.sql`.
+
+One class serves both engines; the few statements that differ (DDL, the sequence upsert, a locking read) are
+in :data:`_DIALECT_SQL`. One :meth:`SQLMessageStore.append` call is one transaction:
+
+1. look the batch's idempotency keys up (resends get the original row back);
+2. for each conversation, in sorted order, add the number of new messages to its ``last_seq`` row with an
+   upsert, which locks the row until commit, and read the new value back: that range is ours;
+3. insert the new rows with multi-row ``INSERT`` statements;
+4. read their server ids back by key.
+
+A rollback undoes the ``last_seq`` change with the rows, so committed messages leave no gaps. Two processes
+storing the same key at once collide on the unique key; the loser retries and then finds the winner's row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from imsdk_server.backends.sql import (
+    Dialect,
+    IntegrityViolation,
+    SQLCursor,
+    SQLDatabase,
+    open_database,
+)
+from imsdk_server.metrics import Metrics
+from imsdk_server.routing._store import (
+    AppendResult,
+    InvalidMessage,
+    NewMessage,
+    PendingCursor,
+    SchemaMismatch,
+    StoredRecord,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLMessageStore", "check_message", "open_message_store"]
+
+#: The schema version this code creates and understands.
+SCHEMA_VERSION = 1
+
+MAX_UID = 128
+MAX_CONVERSATION = 255
+_U64 = 1 << 64
+_I64 = 1 << 63
+_KEY_CHUNK = 100
+_INSERT_CHUNK = 100
+_INTEGRITY_RETRIES = 3
+
+_COLUMNS = (
+    "id, conversation, conv_seq, sender_uid, sender_device, client_msg_id, receiver_uid, content_type, body, "
+    "created_ms"
+)
+
+
+def _signed(u: int) -> int:
+    """A 64-bit unsigned id as the signed 64-bit integer both engines store."""
+    return u - _U64 if u >= _I64 else u
+
+
+def _unsigned(s: int) -> int:
+    return s + _U64 if s < 0 else s
+
+
+def check_message(msg: NewMessage) -> None:
+    """Raise :class:`InvalidMessage` if ``msg`` cannot be stored (ids out of range, overlong names)."""
+    if not 0 <= msg.client_msg_id < _U64:
+        raise InvalidMessage(f"client message id {msg.client_msg_id} is not a 64-bit unsigned integer")
+    for name, value, limit in (
+        ("sender uid", msg.sender_uid, MAX_UID),
+        ("sender device", msg.sender_device, MAX_UID),
+        ("receiver uid", msg.receiver_uid, MAX_UID),
+        ("conversation", msg.conversation, MAX_CONVERSATION),
+    ):
+        if not value or len(value) > limit:
+            raise InvalidMessage(f"{name} must be 1..{limit} characters")
+    if not 0 < msg.content_type < (1 << 31):
+        raise InvalidMessage(f"content type {msg.content_type} is out of range")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    ddl: tuple[str, ...]
+    bump_seq: str
+    read_seq_locked: str
+    upsert_ack: str
+    claim_writer: str | None
+    """Run first in an append: SQLite takes its write lock here (waiting out other writers) rather than
+    failing at the first insert because another connection wrote after this transaction's first read."""
+
+
+_SQLITE = _Statements(
+    ddl=(
+        "CREATE TABLE IF NOT EXISTS msg_schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS msg_conversations (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS msg_messages ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, conversation TEXT NOT NULL, conv_seq INTEGER NOT NULL,"
+        " sender_uid TEXT NOT NULL, sender_device TEXT NOT NULL, client_msg_id INTEGER NOT NULL,"
+        " receiver_uid TEXT NOT NULL, content_type INTEGER NOT NULL, body BLOB NOT NULL,"
+        " created_ms INTEGER NOT NULL,"
+        " UNIQUE (conversation, conv_seq), UNIQUE (sender_uid, sender_device, client_msg_id))",
+        "CREATE INDEX IF NOT EXISTS msg_messages_receiver"
+        " ON msg_messages (receiver_uid, conversation, conv_seq)",
+        "CREATE TABLE IF NOT EXISTS msg_acks (uid TEXT NOT NULL, device TEXT NOT NULL,"
+        " conversation TEXT NOT NULL, acked_seq INTEGER NOT NULL, PRIMARY KEY (uid, device, conversation))",
+    ),
+    bump_seq="INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
+    read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ?",
+    upsert_ack="INSERT INTO msg_acks (uid, device, conversation, acked_seq) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (uid, device, conversation) DO UPDATE SET acked_seq = MAX(acked_seq, excluded.acked_seq)",
+    claim_writer="UPDATE msg_schema_version SET version = version WHERE id = 1",
+)
+
+_MYSQL_TABLE = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+_MYSQL = _Statements(
+    ddl=(
+        "CREATE TABLE IF NOT EXISTS msg_schema_version (id INT NOT NULL PRIMARY KEY, version INT NOT NULL)"
+        + _MYSQL_TABLE,
+        "CREATE TABLE IF NOT EXISTS msg_conversations (id VARCHAR(255) NOT NULL PRIMARY KEY,"
+        " last_seq BIGINT NOT NULL)" + _MYSQL_TABLE,
+        "CREATE TABLE IF NOT EXISTS msg_messages ("
+        " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, conversation VARCHAR(255) NOT NULL,"
+        " conv_seq BIGINT NOT NULL, sender_uid VARCHAR(128) NOT NULL, sender_device VARCHAR(128) NOT NULL,"
+        " client_msg_id BIGINT NOT NULL, receiver_uid VARCHAR(128) NOT NULL, content_type INT NOT NULL,"
+        " body MEDIUMBLOB NOT NULL, created_ms BIGINT NOT NULL,"
+        " UNIQUE KEY uq_conv_seq (conversation, conv_seq),"
+        " UNIQUE KEY uq_sender (sender_uid, sender_device, client_msg_id),"
+        " KEY ix_receiver (receiver_uid, conversation, conv_seq))" + _MYSQL_TABLE,
+        "CREATE TABLE IF NOT EXISTS msg_acks (uid VARCHAR(128) NOT NULL, device VARCHAR(128) NOT NULL,"
+        " conversation VARCHAR(255) NOT NULL, acked_seq BIGINT NOT NULL,"
+        " PRIMARY KEY (uid, device, conversation))" + _MYSQL_TABLE,
+    ),
+    bump_seq="INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)"
+    " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
+    read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ? FOR UPDATE",
+    upsert_ack="INSERT INTO msg_acks (uid, device, conversation, acked_seq) VALUES (?, ?, ?, ?)"
+    " ON DUPLICATE KEY UPDATE acked_seq = GREATEST(acked_seq, VALUES(acked_seq))",
+    claim_writer=None,
+)
+
+_DIALECT_SQL = {Dialect.SQLITE: _SQLITE, Dialect.MYSQL: _MYSQL}
+
+
+def _record(row: Sequence[object]) -> StoredRecord:
+    (sid, conv, seq, s_uid, s_dev, cmid, r_uid, ctype, body, created) = row
+    return StoredRecord(
+        server_msg_id=int(sid),  # type: ignore[call-overload]
+        conversation=str(conv),
+        conv_seq=int(seq),  # type: ignore[call-overload]
+        sender_uid=str(s_uid),
+        sender_device=str(s_dev),
+        client_msg_id=_unsigned(int(cmid)),  # type: ignore[call-overload]
+        receiver_uid=str(r_uid),
+        content_type=int(ctype),  # type: ignore[call-overload]
+        body=bytes(body),  # type: ignore[call-overload]
+        created_ms=int(created),  # type: ignore[call-overload]
+    )
+
+
+def _chunks(items: Sequence[tuple[str, str, int]], size: int) -> Iterable[Sequence[tuple[str, str, int]]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class SQLMessageStore:
+    """A :class:`~imsdk_server.routing.MessageStore` on a :class:`~imsdk_server.backends.sql.SQLDatabase`.
+
+    Use :func:`open_message_store` to build one from a location (``":memory:"``, a SQLite path, or a
+    ``mysql://`` DSN), then call :meth:`setup` once.
+    """
+
+    def __init__(self, db: SQLDatabase, *, metrics: Metrics | None = None) -> None:
+        self._db = db
+        self._sql = _DIALECT_SQL[db.dialect]
+        m = (metrics or Metrics()).child("store")
+        self._m_appended = m.counter("messages_appended_total")
+        self._m_duplicates = m.counter("duplicates_total")
+        self._m_transactions = m.counter("append_transactions_total")
+        self._m_conflicts = m.counter("append_conflicts_total")
+        self._m_batch = m.histogram("append_batch_size", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+        self._m_latency = m.histogram("append_seconds")
+
+    @property
+    def database(self) -> SQLDatabase:
+        """The database underneath (for tests and operators)."""
+        return self._db
+
+    async def setup(self) -> None:
+        await self._db.transaction(self._setup_tx)
+
+    def _setup_tx(self, cur: SQLCursor) -> None:
+        for statement in self._sql.ddl:
+            cur.execute(statement)
+        row = cur.fetchone("SELECT version FROM msg_schema_version WHERE id = 1")
+        if row is None:
+            cur.execute("INSERT INTO msg_schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"message store schema is version {row[0]}; this code knows {SCHEMA_VERSION}"
+            )
+
+    # -- append ---------------------------------------------------------------------------------------------
+
+    async def append(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
+        if not messages:
+            return []
+        for msg in messages:
+            check_message(msg)
+        started = time.perf_counter()
+        batch = list(messages)
+        for attempt in range(_INTEGRITY_RETRIES):
+            try:
+                results = await self._db.transaction(lambda cur: self._append_tx(cur, batch))
+                break
+            except IntegrityViolation:
+                # Another process stored one of these keys (or the same sequence) between our look-up and
+                # our insert; the whole transaction rolled back. Look again: the row is there now.
+                self._m_conflicts.inc()
+                if attempt == _INTEGRITY_RETRIES - 1:
+                    raise
+        self._m_transactions.inc()
+        self._m_batch.observe(len(batch))
+        self._m_latency.observe(time.perf_counter() - started)
+        dups = sum(1 for r in results if r.duplicate)
+        self._m_duplicates.inc(dups)
+        self._m_appended.inc(len(results) - dups)
+        return results
+
+    def _lookup(
+        self, cur: SQLCursor, keys: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], AppendResult]:
+        found: dict[tuple[str, str, int], AppendResult] = {}
+        for chunk in _chunks(keys, _KEY_CHUNK):
+            where = " OR ".join(["(sender_uid = ? AND sender_device = ? AND client_msg_id = ?)"] * len(chunk))
+            params: list[object] = []
+            for uid, device, cmid in chunk:
+                params += (uid, device, _signed(cmid))
+            rows = cur.fetchall(
+                "SELECT sender_uid, sender_device, client_msg_id, id, conv_seq, created_ms FROM msg_messages"
+                f" WHERE {where}",
+                params,
+            )
+            for uid, device, cmid, sid, seq, created in rows:
+                found[(str(uid), str(device), _unsigned(int(cmid)))] = AppendResult(
+                    int(sid), int(seq), int(created), duplicate=True
+                )
+        return found
+
+    def _append_tx(self, cur: SQLCursor, batch: list[NewMessage]) -> list[AppendResult]:
+        if self._sql.claim_writer is not None:
+            cur.execute(self._sql.claim_writer)
+        keys = list(dict.fromkeys(m.key for m in batch))
+        existing = self._lookup(cur, keys)
+        fresh: list[NewMessage] = []
+        counts: dict[str, int] = {}
+        claimed: set[tuple[str, str, int]] = set()
+        for msg in batch:
+            if msg.key in existing or msg.key in claimed:
+                continue
+            claimed.add(msg.key)
+            fresh.append(msg)
+            counts[msg.conversation] = counts.get(msg.conversation, 0) + 1
+        if fresh:
+            next_seq: dict[str, int] = {}
+            for conv in sorted(counts):  # one lock order for every transaction: no cycles
+                n = counts[conv]
+                cur.execute(self._sql.bump_seq, (conv, n))
+                row = cur.fetchone(self._sql.read_seq_locked, (conv,))
+                assert row is not None
+                next_seq[conv] = int(row[0]) - n + 1
+            rows: list[tuple[object, ...]] = []
+            for msg in fresh:
+                seq = next_seq[msg.conversation]
+                next_seq[msg.conversation] = seq + 1
+                rows.append(
+                    (
+                        msg.conversation,
+                        seq,
+                        msg.sender_uid,
+                        msg.sender_device,
+                        _signed(msg.client_msg_id),
+                        msg.receiver_uid,
+                        msg.content_type,
+                        msg.body,
+                        msg.created_ms,
+                    )
+                )
+            for i in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[i : i + _INSERT_CHUNK]
+                values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                cur.execute(
+                    "INSERT INTO msg_messages (conversation, conv_seq, sender_uid, sender_device,"
+                    f" client_msg_id, receiver_uid, content_type, body, created_ms) VALUES {values}",
+                    [v for row in chunk for v in row],
+                )
+            stored = self._lookup(cur, [m.key for m in fresh])
+            for key, res in stored.items():
+                existing.setdefault(key, AppendResult(res.server_msg_id, res.conv_seq, res.created_ms))
+        results: list[AppendResult] = []
+        first: set[tuple[str, str, int]] = set()
+        fresh_keys = {m.key for m in fresh}
+        for msg in batch:
+            res = existing[msg.key]
+            if msg.key in fresh_keys and msg.key not in first:
+                first.add(msg.key)
+                results.append(AppendResult(res.server_msg_id, res.conv_seq, res.created_ms, duplicate=False))
+            else:
+                results.append(AppendResult(res.server_msg_id, res.conv_seq, res.created_ms, duplicate=True))
+        return results
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    async def last_seq(self, conversation: str) -> int:
+        row = await self._db.fetchone("SELECT last_seq FROM msg_conversations WHERE id = ?", (conversation,))
+        return 0 if row is None else int(row[0])
+
+    async def pull(self, conversation: str, from_seq: int, to_seq: int, limit: int) -> list[StoredRecord]:
+        if limit <= 0:
+            return []
+        upper = to_seq if to_seq > 0 else _I64 - 1
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM msg_messages WHERE conversation = ? AND conv_seq >= ? AND conv_seq <= ?"
+            " ORDER BY conv_seq LIMIT ?",
+            (conversation, max(0, from_seq), upper, limit),
+        )
+        return [_record(r) for r in rows]
+
+    async def pending(
+        self, uid: str, device: str, after: PendingCursor | None, limit: int
+    ) -> list[StoredRecord]:
+        if limit <= 0:
+            return []
+        conv, seq = after if after is not None else ("", 0)
+        cols = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+        rows = await self._db.fetchall(
+            f"SELECT {cols} FROM msg_messages m LEFT JOIN msg_acks a"
+            " ON a.uid = m.receiver_uid AND a.device = ? AND a.conversation = m.conversation"
+            " WHERE m.receiver_uid = ? AND (m.conversation > ? OR (m.conversation = ? AND m.conv_seq > ?))"
+            " AND m.conv_seq > COALESCE(a.acked_seq, 0)"
+            " ORDER BY m.conversation, m.conv_seq LIMIT ?",
+            (device, uid, conv, conv, seq, limit),
+        )
+        return [_record(r) for r in rows]
+
+    # -- acks -----------------------------------------------------------------------------------------------
+
+    async def ack(self, uid: str, device: str, conversation: str, up_to_seq: int) -> int:
+        def tx(cur: SQLCursor) -> int:
+            row = cur.fetchone("SELECT last_seq FROM msg_conversations WHERE id = ?", (conversation,))
+            last = 0 if row is None else int(row[0])
+            target = min(max(0, up_to_seq), last)
+            if target > 0:
+                cur.execute(self._sql.upsert_ack, (uid, device, conversation, target))
+            now = cur.fetchone(
+                "SELECT acked_seq FROM msg_acks WHERE uid = ? AND device = ? AND conversation = ?",
+                (uid, device, conversation),
+            )
+            return 0 if now is None else int(now[0])
+
+        return await self._db.transaction(tx)
+
+    async def acked(self, uid: str, device: str, conversation: str) -> int:
+        row = await self._db.fetchone(
+            "SELECT acked_seq FROM msg_acks WHERE uid = ? AND device = ? AND conversation = ?",
+            (uid, device, conversation),
+        )
+        return 0 if row is None else int(row[0])
+
+    async def aclose(self) -> None:
+        await self._db.aclose()
+
+
+def open_message_store(location: str, *, metrics: Metrics | None = None) -> SQLMessageStore:
+    """A store at ``location``: ``":memory:"``, a SQLite file path, or ``mysql://user:pw@host:port/db``.
+
+    Call :meth:`SQLMessageStore.setup` before use.
+    """
+    return SQLMessageStore(open_database(location), metrics=metrics)

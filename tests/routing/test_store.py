@@ -1,0 +1,139 @@
+"""Both SQL engines pass the one message-store conformance suite, plus what is particular to each."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from imsdk_server.backends.sql import MySQLDatabase, SQLiteDatabase, StorageUnavailable
+from imsdk_server.routing import (
+    MessageStore,
+    SchemaMismatch,
+    SQLMessageStore,
+    conversation_id,
+    conversation_members,
+    open_message_store,
+)
+from imsdk_server.routing.conformance import CHECKS, Harness, msg
+from tests.conftest import MySQLTarget
+
+pytestmark = pytest.mark.anyio
+
+Check = Callable[[Harness], Awaitable[None]]
+
+
+async def _sqlite_store(path: Path) -> SQLMessageStore:
+    store = SQLMessageStore(SQLiteDatabase(str(path)))
+    await store.setup()
+    return store
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+async def test_sqlite_conformance(check: Check, tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    store = await _sqlite_store(path)
+
+    async def reopen() -> MessageStore:
+        return await _sqlite_store(path)
+
+    def unreachable() -> MessageStore:
+        return SQLMessageStore(SQLiteDatabase(str(tmp_path / "missing-dir" / "x.db")))
+
+    try:
+        await check(Harness(store, reopen, unreachable))
+    finally:
+        await store.aclose()
+
+
+def _mysql(target: MySQLTarget, **kwargs: object) -> MySQLDatabase:
+    return MySQLDatabase(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=target.database,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+async def test_mysql_conformance(check: Check, mysql_db: MySQLTarget) -> None:
+    store = SQLMessageStore(_mysql(mysql_db))
+    await store.setup()
+
+    async def reopen() -> MessageStore:
+        other = SQLMessageStore(_mysql(mysql_db))
+        await other.setup()
+        return other
+
+    def unreachable() -> MessageStore:
+        return SQLMessageStore(
+            MySQLDatabase(host="127.0.0.1", port=1, database=mysql_db.database, connect_timeout=1)
+        )
+
+    try:
+        await check(Harness(store, reopen, unreachable))
+    finally:
+        await store.aclose()
+
+
+async def test_memory_store_from_location() -> None:
+    store = open_message_store(":memory:")
+    await store.setup()
+    (res,) = await store.append([msg("a", "b", 1)])
+    assert res.conv_seq == 1
+    await store.aclose()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    store = await _sqlite_store(path)
+    await store.database.execute("UPDATE msg_schema_version SET version = 99")
+    with pytest.raises(SchemaMismatch):
+        await store.setup()
+    await store.aclose()
+
+
+async def test_mysql_connection_killed_mid_run_then_recovers(mysql_db: MySQLTarget) -> None:
+    """A connection the server drops fails that call with StorageUnavailable; the next call redials."""
+    store = SQLMessageStore(_mysql(mysql_db, max_connections=1))
+    await store.setup()
+    await store.append([msg("a", "b", 1)])
+    row = await store.database.fetchone("SELECT CONNECTION_ID()")
+    assert row is not None
+    admin = pymysql.connect(
+        host=mysql_db.host, port=mysql_db.port, user=mysql_db.user, password=mysql_db.password
+    )
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"KILL {int(row[0])}")
+    finally:
+        admin.close()
+    with pytest.raises(StorageUnavailable):
+        await store.append([msg("a", "b", 2)])
+    assert await store.last_seq(conversation_id("a", "b")) == 1  # nothing of the failed call committed
+    (res,) = await store.append([msg("a", "b", 2)])
+    assert (res.conv_seq, res.duplicate) == (2, False)
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("alice", "bob"), ("bob", "alice"), ("a:b", "c"), ("a", "b:c"), ("", "x"), ("同", "样"), ("x", "x")],
+)
+def test_conversation_ids_round_trip(a: str, b: str) -> None:
+    conv = conversation_id(a, b)
+    assert conv == conversation_id(b, a)
+    assert conversation_members(conv) == tuple(sorted((a, b)))
+
+
+def test_conversation_ids_are_unambiguous() -> None:
+    assert conversation_id("a:b", "c") != conversation_id("a", "b:c")
+
+
+@pytest.mark.parametrize("bad", ["", "group:1", "p2p:", "p2p:x:a:b", "p2p:5:a:b", "p2p:1:b:a", "p2p:01:a:b"])
+def test_conversation_members_rejects_garbage(bad: str) -> None:
+    assert conversation_members(bad) is None
