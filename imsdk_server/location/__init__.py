@@ -1,0 +1,76 @@
+"""The location (presence) server: where every device is, and who wants to know.
+
+A sans-IO core (:class:`PresenceCore`) decides what subscribers hear and when (delayed offline notices, quiet
+quick reconnects, network-aware availability, jitter recognition); a :class:`PresenceStore` keeps a copy
+other processes can read; :class:`LocationService` runs both on anyio. See ``docs/location.md``.
+"""
+
+from imsdk_server.location._config import LocationConfig as LocationConfig
+from imsdk_server.location._core import ANY_NETWORK as ANY_NETWORK
+from imsdk_server.location._core import CHAT as CHAT
+from imsdk_server.location._core import DEVICE_TRANSITIONS as DEVICE_TRANSITIONS
+from imsdk_server.location._core import NETWORK_CLASSES as NETWORK_CLASSES
+from imsdk_server.location._core import SERVER_TRANSITIONS as SERVER_TRANSITIONS
+from imsdk_server.location._core import VOIP as VOIP
+from imsdk_server.location._core import Action as Action
+from imsdk_server.location._core import BatchNotice as BatchNotice
+from imsdk_server.location._core import Deliver as Deliver
+from imsdk_server.location._core import DeviceKey as DeviceKey
+from imsdk_server.location._core import DeviceNotice as DeviceNotice
+from imsdk_server.location._core import DeviceOffline as DeviceOffline
+from imsdk_server.location._core import DeviceOnline as DeviceOnline
+from imsdk_server.location._core import DeviceState as DeviceState
+from imsdk_server.location._core import Network as Network
+from imsdk_server.location._core import NetworkClass as NetworkClass
+from imsdk_server.location._core import Notice as Notice
+from imsdk_server.location._core import NoticeKind as NoticeKind
+from imsdk_server.location._core import Presence as Presence
+from imsdk_server.location._core import PresenceCore as PresenceCore
+from imsdk_server.location._core import ServerDownNotice as ServerDownNotice
+from imsdk_server.location._core import ServerState as ServerState
+from imsdk_server.location._core import ServerStatus as ServerStatus
+from imsdk_server.location._core import StorePut as StorePut
+from imsdk_server.location._core import StoreRemove as StoreRemove
+from imsdk_server.location._core import Subscription as Subscription
+from imsdk_server.location._core import network_class as network_class
+from imsdk_server.location._errors import InvalidPresenceEvent as InvalidPresenceEvent
+from imsdk_server.location._errors import LocationError as LocationError
+from imsdk_server.location._errors import PresenceStateError as PresenceStateError
+from imsdk_server.location._errors import PresenceStoreUnavailable as PresenceStoreUnavailable
+from imsdk_server.location._errors import SubscriberOverflow as SubscriberOverflow
+
+__all__ = [
+    "ANY_NETWORK",
+    "CHAT",
+    "DEVICE_TRANSITIONS",
+    "NETWORK_CLASSES",
+    "SERVER_TRANSITIONS",
+    "VOIP",
+    "Action",
+    "BatchNotice",
+    "Deliver",
+    "DeviceKey",
+    "DeviceNotice",
+    "DeviceOffline",
+    "DeviceOnline",
+    "DeviceState",
+    "InvalidPresenceEvent",
+    "LocationConfig",
+    "LocationError",
+    "Network",
+    "NetworkClass",
+    "Notice",
+    "NoticeKind",
+    "Presence",
+    "PresenceCore",
+    "PresenceStateError",
+    "PresenceStoreUnavailable",
+    "ServerDownNotice",
+    "ServerState",
+    "ServerStatus",
+    "StorePut",
+    "StoreRemove",
+    "SubscriberOverflow",
+    "Subscription",
+    "network_class",
+]
