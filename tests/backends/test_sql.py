@@ -1,0 +1,157 @@
+"""The SQL helper on both engines: placeholders, transactions, error mapping, and not blocking the loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from imsdk_server.backends.sql import (
+    Dialect,
+    IntegrityViolation,
+    MySQLDatabase,
+    SQLCursor,
+    SQLDatabase,
+    SQLiteDatabase,
+    StorageUnavailable,
+    open_database,
+    parse_mysql_dsn,
+)
+from tests.conftest import MySQLTarget
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+async def db(request: pytest.FixtureRequest) -> AsyncIterator[SQLDatabase]:
+    database: SQLDatabase
+    if request.param == "sqlite":
+        database = SQLiteDatabase(":memory:")
+    else:
+        t: MySQLTarget = request.getfixturevalue("mysql_db")
+        database = MySQLDatabase(
+            host=t.host, port=t.port, user=t.user, password=t.password, database=t.database
+        )
+    await database.execute("CREATE TABLE t (k VARCHAR(32) NOT NULL PRIMARY KEY, v VARCHAR(255) NOT NULL)")
+    yield database
+    await database.aclose()
+
+
+async def test_placeholders_bind_values(db: SQLDatabase) -> None:
+    values = ["plain", "it's", "%s", "%%", "?", "'); DROP TABLE t; --", "☃"]
+    for i, v in enumerate(values):
+        assert await db.execute("INSERT INTO t (k, v) VALUES (?, ?)", (f"k{i}", v)) == 1
+    rows = await db.fetchall("SELECT k, v FROM t WHERE v LIKE '%' ORDER BY k")
+    assert [r[1] for r in rows] == values
+    assert await db.fetchone("SELECT v FROM t WHERE k = ?", ("k3",)) == ("%%",)
+    assert await db.fetchone("SELECT v FROM t WHERE k = ?", ("nope",)) is None
+
+
+async def test_transaction_commits_and_rolls_back(db: SQLDatabase) -> None:
+    def good(cur: SQLCursor) -> int:
+        cur.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("a", "1"))
+        cur.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("b", "2"))
+        row = cur.fetchone("SELECT COUNT(*) FROM t")
+        assert row is not None
+        return int(row[0])
+
+    assert await db.transaction(good) == 2
+
+    class Boom(Exception):
+        pass
+
+    def bad(cur: SQLCursor) -> None:
+        cur.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("c", "3"))
+        raise Boom
+
+    with pytest.raises(Boom):
+        await db.transaction(bad)
+    assert await db.fetchall("SELECT k FROM t ORDER BY k") == [("a",), ("b",)]
+    # The connection is still usable after the failed transaction.
+    assert await db.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("c", "3")) == 1
+
+
+async def test_duplicate_key_is_integrity_violation(db: SQLDatabase) -> None:
+    await db.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("a", "1"))
+    with pytest.raises(IntegrityViolation) as info:
+        await db.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("a", "2"))
+    assert info.value.code.name == "DUPLICATE"
+    assert await db.fetchone("SELECT v FROM t WHERE k = ?", ("a",)) == ("1",)
+
+
+async def test_closed_database_is_unavailable(db: SQLDatabase) -> None:
+    await db.aclose()
+    with pytest.raises(StorageUnavailable):
+        await db.fetchone("SELECT 1")
+
+
+async def test_unreachable_mysql_is_storage_unavailable() -> None:
+    db = MySQLDatabase(host="127.0.0.1", port=1, database="nothing", connect_timeout=1)
+    with pytest.raises(StorageUnavailable) as info:
+        await db.fetchone("SELECT 1")
+    assert info.value.code.name == "STORAGE_UNAVAILABLE"
+    await db.aclose()
+
+
+async def test_unopenable_sqlite_is_storage_unavailable(tmp_path: Path) -> None:
+    db = SQLiteDatabase(str(tmp_path / "missing-dir" / "x.sqlite3"))
+    with pytest.raises(StorageUnavailable):
+        await db.fetchone("SELECT 1")
+
+
+@pytest.mark.mysql
+async def test_mysql_call_does_not_block_the_event_loop(mysql_db: MySQLTarget) -> None:
+    t = mysql_db
+    db = MySQLDatabase(host=t.host, port=t.port, user=t.user, password=t.password, database=t.database)
+    ticks = 0
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        assert await db.fetchone("SELECT SLEEP(0.3)") == (0,)
+        done.set()
+    # The loop kept running other tasks while the query slept in the server.
+    assert ticks >= 2
+    await db.aclose()
+
+
+@pytest.mark.mysql
+async def test_mysql_recovers_after_connection_loss(mysql_db: MySQLTarget) -> None:
+    t = mysql_db
+    db = MySQLDatabase(host=t.host, port=t.port, user=t.user, password=t.password, database=t.database)
+    row = await db.fetchone("SELECT CONNECTION_ID()")
+    assert row is not None
+    import pymysql
+
+    admin = pymysql.connect(host=t.host, port=t.port, user=t.user, password=t.password, autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute("KILL %s", (row[0],))
+    admin.close()
+    with pytest.raises(StorageUnavailable):
+        await db.fetchone("SELECT 1")
+    assert await db.fetchone("SELECT 1") == (1,)  # a fresh connection is dialled
+    await db.aclose()
+
+
+def test_open_database_and_dsn() -> None:
+    assert open_database(":memory:").dialect is Dialect.SQLITE
+    assert open_database("sqlite:///tmp/x.db").dialect is Dialect.SQLITE
+    assert open_database("mysql://u:p%40ss@db.example:3307/imsdk").dialect is Dialect.MYSQL
+    assert parse_mysql_dsn("mysql://u:p%40ss@db.example:3307/imsdk") == {
+        "host": "db.example",
+        "port": 3307,
+        "user": "u",
+        "password": "p@ss",
+        "database": "imsdk",
+    }
+    for bad in ("postgres://x/y", "mysql://host:3306/"):
+        with pytest.raises(ValueError):
+            parse_mysql_dsn(bad)
