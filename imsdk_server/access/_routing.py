@@ -1,0 +1,98 @@
+"""Upstream routing: which back-end gets a frame a client sent.
+
+Upstream, a :class:`RoutingTable` maps a business code, or a ``(biz, func)`` pair, to the back-ends that serve
+it. A back-end is anything shaped like :class:`Backend` -- a server-to-server link is one. Of the back-ends
+registered for the most specific key that has a ready one, the frame goes to the one the session sticks to
+(the header's ``msg_server_id``) when it is among them, else to one chosen by the sender, so a user's frames
+keep going to the same server while the set of back-ends is stable.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from imsdk_proto._header import Header
+from imsdk_server.access._errors import BackendNotReady, NoBackend
+
+__all__ = ["Backend", "RoutingTable"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A back-end server the access server forwards upstream frames to (e.g. a ready link)."""
+
+    @property
+    def server_id(self) -> int:
+        """The back-end's server id (what a session's ``msg_server_id`` names)."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether the back-end accepts traffic now (both sides of its link said ready)."""
+        ...
+
+    async def send(self, frame: bytes) -> None:
+        """Hand one encoded v2 frame to the back-end. Raises when it cannot take it."""
+        ...
+
+
+_Key = tuple[int, int | None]
+
+
+class RoutingTable:
+    """``(biz, func)`` and ``biz`` → back-ends. Registering a back-end for a business covers all its
+    functions; a ``(biz, func)`` registration wins over it while one of its back-ends is ready."""
+
+    def __init__(self) -> None:
+        self._routes: dict[_Key, list[Backend]] = {}
+
+    def add(self, backend: Backend, biz: int, func: int | None = None) -> None:
+        """Route ``biz`` (every function, or only ``func``) to ``backend`` (in addition to others)."""
+        if biz <= 0 or (func is not None and func <= 0):
+            raise ValueError("business and function codes are positive")
+        backends = self._routes.setdefault((biz, func), [])
+        if backend not in backends:
+            backends.append(backend)
+
+    def remove(self, backend: Backend, biz: int | None = None, func: int | None = None) -> None:
+        """Stop routing to ``backend``: for one key, or (``biz`` None) everywhere."""
+        keys: Iterable[_Key] = list(self._routes) if biz is None else [(biz, func)]
+        for key in keys:
+            backends = self._routes.get(key)
+            if backends and backend in backends:
+                backends.remove(backend)
+                if not backends:
+                    del self._routes[key]
+
+    def routes(self) -> dict[_Key, tuple[Backend, ...]]:
+        """A copy of the table, for inspection."""
+        return {key: tuple(backends) for key, backends in self._routes.items()}
+
+    def resolve(self, header: Header) -> Backend:
+        """The back-end for an upstream frame.
+
+        Raises :class:`~imsdk_server.access.NoBackend` when nothing is registered for its code and
+        :class:`~imsdk_server.access.BackendNotReady` when back-ends are registered but none is ready.
+        """
+        registered = False
+        for key in ((header.biz, header.func), (header.biz, None)):
+            backends = self._routes.get(key)
+            if not backends:
+                continue
+            registered = True
+            ready = [b for b in backends if b.ready]
+            if not ready:
+                continue
+            if len(ready) == 1:
+                return ready[0]
+            sticky = header.msg_server_id
+            if sticky:
+                for b in ready:
+                    if b.server_id == sticky:
+                        return b
+            return ready[zlib.crc32(header.sender_uid.encode()) % len(ready)]
+        if registered:
+            raise BackendNotReady(f"no ready back-end for ({header.biz}, {header.func})")
+        raise NoBackend(f"no back-end serves ({header.biz}, {header.func})")
