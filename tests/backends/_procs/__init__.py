@@ -1,0 +1,1 @@
+"""Small programs the multi-process registry test runs as separate OS processes."""
