@@ -932,7 +932,7 @@ class PresenceCore:
     def _server_input(self, server: int, inp: ServerInput, now: float) -> None:
         srv = self._server(server)
         entry = SERVER_TRANSITIONS.get((srv.state, inp))
-        if entry is None:  # pragma: no cover - the table covers every pair
+        if entry is None:
             raise PresenceStateError(f"server {server}: no transition for ({srv.state.name}, {inp.name})")
         srv.state, effect = entry
         if effect is _ServerEffect.NONE:
