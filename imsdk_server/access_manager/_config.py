@@ -64,8 +64,10 @@ class AccessManagerConfig:
     consume_retry_interval: float = 1.0
     """Pause before the load-report consumer reconnects after the queue failed."""
 
-    max_report_attempts: int = 5
-    """A load report redelivered this many times is acknowledged and skipped (it keeps failing)."""
+    max_report_age: float = 60.0
+    """A report whose own timestamp is older than this (by the manager's wall clock) is skipped: after a
+    restart the manager must not take a backlog of old reports for live servers. It must exceed the clock
+    skew between machines; 0 disables the check."""
 
     def ranking_policy(self) -> RankingPolicy:
         """The ranking knobs of this configuration."""
@@ -74,8 +76,8 @@ class AccessManagerConfig:
     def __post_init__(self) -> None:
         if self.staleness <= 0:
             raise ValueError("staleness must be positive")
-        if self.ttl < 0 or self.retry_after < 0:
-            raise ValueError("ttl and retry_after must not be negative")
+        if self.ttl < 0 or self.retry_after < 0 or self.max_report_age < 0:
+            raise ValueError("ttl, retry_after and max_report_age must not be negative")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0-65535")
         self.ranking_policy()  # validates capacity, tie_tolerance and count

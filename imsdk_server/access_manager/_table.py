@@ -94,6 +94,10 @@ class AccessServerTable:
 
     # -- outputs
 
+    def get(self, server_id: int) -> ServerStatus | None:
+        """The row of one server, fresh or not."""
+        return self._rows.get(server_id)
+
     def is_available(self, status: ServerStatus, now: float) -> bool:
         fresh = now - status.reported_at <= self.staleness
         return fresh and (not self.require_registration or status.server_id in self._registered)
