@@ -181,15 +181,22 @@ class MemoryQueue:
         t.wake()
         return f"{seq}-0"
 
-    def _read(self, topic: str, group: str, consumer: str, batch: int, start: GroupStart) -> list[Delivery]:
+    def _read(self, stream: _MemoryConsumer, batch: int) -> list[Delivery]:
         """One read cycle: reclaim idle entries of the group; if there are none, take new messages."""
         self._check_open()
+        topic, group, consumer = stream.topic, stream.group, stream.consumer
         t = self._hub._topic(topic)
-        g = self._hub._group(topic, group, start)
+        g = self._hub._group(topic, group, stream.start)
         now = self._hub._clock()
         out: list[Delivery] = []
-        for seq, p in list(g.pending.items()):
+        # Scan the pending list at most every claim_idle/4 seconds (it can be long), but finish a scan that
+        # stopped early because the batch was full.
+        scan = now >= stream.next_scan
+        if scan:
+            stream.next_scan = now + self._claim_idle / 4
+        for seq, p in list(g.pending.items()) if scan else ():
             if len(out) >= batch:
+                stream.next_scan = now
                 break
             if now - p.delivered_at < self._claim_idle:
                 continue
@@ -264,17 +271,18 @@ class _MemoryConsumer:
         self, queue: MemoryQueue, topic: str, group: str, consumer: str, batch: int, start: GroupStart
     ):
         self._queue = queue
-        self._topic = topic
-        self._group = group
-        self._consumer = consumer
+        self.topic = topic
+        self.group = group
+        self.consumer = consumer
         self._batch = batch
-        self._start = start
+        self.start = start
         self._buffer: deque[Delivery] = deque()
         self._closed = False
+        self.next_scan = float("-inf")
 
     async def __aenter__(self) -> Self:
         self._queue._check_open()
-        self._queue.hub._group(self._topic, self._group, self._start)  # the group exists from now on
+        self._queue.hub._group(self.topic, self.group, self.start)  # the group exists from now on
         return self
 
     async def __aexit__(
@@ -291,11 +299,11 @@ class _MemoryConsumer:
                 raise StopAsyncIteration
             if self._buffer:
                 return self._buffer.popleft()
-            got = self._queue._read(self._topic, self._group, self._consumer, self._batch, self._start)
+            got = self._queue._read(self, self._batch)
             if got:
                 self._buffer.extend(got)
                 continue
-            t = self._queue.hub._topic(self._topic)
+            t = self._queue.hub._topic(self.topic)
             if t.wakeup is None:
                 t.wakeup = anyio.Event()
             with anyio.move_on_after(self._queue._block):

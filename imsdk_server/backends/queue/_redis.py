@@ -7,6 +7,7 @@ Needs Redis 7 or later (XAUTOCLAIM reporting deleted entries) and runs on anyio'
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
@@ -172,6 +173,10 @@ class RedisQueue:
     async def _reclaim(
         self, stream: _RedisConsumer, topic: str, group: str, consumer: str, batch: int
     ) -> list[Delivery]:
+        # Scan the pending list at most every claim_idle/4 seconds, but finish a scan already under way.
+        now = time.monotonic()
+        if stream.claim_cursor == "0-0" and now < stream.next_scan:
+            return []
         key = self._key(topic)
         with self._mapped("reclaim"):
             reply = await self._r.xautoclaim(
@@ -179,6 +184,8 @@ class RedisQueue:
             )
         cursor, entries = reply[0], reply[1]
         stream.claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        if stream.claim_cursor == "0-0":
+            stream.next_scan = now + self._claim_ms / 4000
         entries = [(mid, fields) for mid, fields in entries if fields]
         if not entries:
             return []
@@ -277,6 +284,7 @@ class _RedisConsumer:
         self._scope: anyio.CancelScope | None = None
         self._closed = False
         self.claim_cursor = "0-0"
+        self.next_scan = float("-inf")
 
     def interrupt(self) -> None:
         if self._scope is not None:
