@@ -38,6 +38,11 @@ from imsdk_server.location._errors import LocationError as LocationError
 from imsdk_server.location._errors import PresenceStateError as PresenceStateError
 from imsdk_server.location._errors import PresenceStoreUnavailable as PresenceStoreUnavailable
 from imsdk_server.location._errors import SubscriberOverflow as SubscriberOverflow
+from imsdk_server.location._store import MemoryPresenceStore as MemoryPresenceStore
+from imsdk_server.location._store import PresenceStore as PresenceStore
+from imsdk_server.location._store import RedisPresenceStore as RedisPresenceStore
+from imsdk_server.location._store import decode_presence as decode_presence
+from imsdk_server.location._store import encode_presence as encode_presence
 
 __all__ = [
     "ANY_NETWORK",
@@ -57,6 +62,7 @@ __all__ = [
     "InvalidPresenceEvent",
     "LocationConfig",
     "LocationError",
+    "MemoryPresenceStore",
     "Network",
     "NetworkClass",
     "Notice",
@@ -64,7 +70,9 @@ __all__ = [
     "Presence",
     "PresenceCore",
     "PresenceStateError",
+    "PresenceStore",
     "PresenceStoreUnavailable",
+    "RedisPresenceStore",
     "ServerDownNotice",
     "ServerState",
     "ServerStatus",
@@ -72,5 +80,7 @@ __all__ = [
     "StoreRemove",
     "SubscriberOverflow",
     "Subscription",
+    "decode_presence",
+    "encode_presence",
     "network_class",
 ]
