@@ -24,6 +24,8 @@ from imsdk_server.access._errors import BackendNotReady as BackendNotReady
 from imsdk_server.access._errors import NoBackend as NoBackend
 from imsdk_server.access._errors import RoutingError as RoutingError
 from imsdk_server.access._routing import Backend as Backend
+from imsdk_server.access._routing import LinkBackend as LinkBackend
+from imsdk_server.access._routing import LinkRoutes as LinkRoutes
 from imsdk_server.access._routing import RoutingTable as RoutingTable
 from imsdk_server.access._server import AccessServer as AccessServer
 from imsdk_server.access._server import EventPublisher as EventPublisher
@@ -34,29 +36,26 @@ from imsdk_server.access._verify import TokenRouter as TokenRouter
 from imsdk_server.access._verify import TokenVerifier as TokenVerifier
 
 __all__ = [
-    # sans-IO core
     "TRANSITIONS",
     "VIOLATIONS",
-    # server and configuration
     "AccessConfig",
     "AccessConnection",
-    # errors
     "AccessError",
     "AccessServer",
     "Action",
     "AuthUnavailable",
     "Authenticate",
     "AuthenticationFailed",
-    # routing
     "Backend",
     "BackendNotReady",
     "Closed",
     "CoreContext",
     "EventPublisher",
     "Forward",
-    # tokens
     "Identity",
     "Input",
+    "LinkBackend",
+    "LinkRoutes",
     "LocalTokenVerifier",
     "NoBackend",
     "RemoteTokenVerifier",

@@ -142,15 +142,17 @@ class Forward:
     header: Header
     frame: Frame
 
-    def encode(self) -> bytes:
-        """The frame as back-ends receive it: v2, stamped header, body as raw bytes (v1 bodies transcoded).
-
-        Raises :class:`~imsdk_proto.errors.ProtocolError` when a v1 body cannot be transcoded.
-        """
+    def to_frame(self) -> Frame:
+        """The frame as back-ends receive it: v2, the stamped header, the body as raw bytes (a v1 body is
+        transcoded). Raises :class:`~imsdk_proto.errors.ProtocolError` when a v1 body cannot be transcoded."""
         frame = self.frame
         if frame.codec is not _V2:
             frame = frame.to_codec(_V2)
-        return encode_raw(self.header, frame.raw_body, _V2)
+        return Frame(self.header, _V2, frame.raw_body)
+
+    def encode(self) -> bytes:
+        """:meth:`to_frame` as bytes."""
+        return encode_raw(self.header, self.to_frame().raw_body, _V2)
 
 
 @dataclass(frozen=True, slots=True)

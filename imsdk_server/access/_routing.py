@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from imsdk_proto._frame import Frame
 from imsdk_proto._header import Header
 from imsdk_server.access._errors import BackendNotReady, NoBackend
 
-__all__ = ["Backend", "RoutingTable"]
+if TYPE_CHECKING:
+    from imsdk_server.links import Link, LinkState
+
+__all__ = ["Backend", "LinkBackend", "LinkRoutes", "RoutingTable"]
 
 
 @runtime_checkable
@@ -33,8 +37,8 @@ class Backend(Protocol):
         """Whether the back-end accepts traffic now (both sides of its link said ready)."""
         ...
 
-    async def send(self, frame: bytes) -> None:
-        """Hand one encoded v2 frame to the back-end. Raises when it cannot take it."""
+    async def send(self, frame: Frame) -> None:
+        """Hand one v2 frame to the back-end (it may wait for room). Raises when it cannot take it."""
         ...
 
 
@@ -96,3 +100,52 @@ class RoutingTable:
         if registered:
             raise BackendNotReady(f"no ready back-end for ({header.biz}, {header.func})")
         raise NoBackend(f"no back-end serves ({header.biz}, {header.func})")
+
+
+class LinkBackend:
+    """A server-to-server link (:class:`imsdk_server.links.Link`) seen as a :class:`Backend`."""
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    @property
+    def server_id(self) -> int:
+        peer = self.link.peer
+        return peer.server_id if peer is not None else 0
+
+    @property
+    def ready(self) -> bool:
+        return self.link.ready
+
+    async def send(self, frame: Frame) -> None:
+        await self.link.send(frame)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LinkBackend) and other.link is self.link
+
+    def __hash__(self) -> int:
+        return id(self.link)
+
+
+class LinkRoutes:
+    """Keeps a :class:`RoutingTable` in step with the links of a :class:`imsdk_server.links.LinkHub`.
+
+    Give :meth:`on_state` to the hub as its ``on_state`` callback: once a peer's hello is in, the link is
+    routed for every business code the hello lists (traffic flows only while it is ready); when the link
+    closes it is removed.
+    """
+
+    def __init__(self, routes: RoutingTable) -> None:
+        self.routes = routes
+
+    def on_state(self, link: Link, old: LinkState, new: LinkState) -> None:
+        from imsdk_server.links import LinkState
+
+        peer = link.peer
+        if new is LinkState.CLOSED:
+            self.routes.remove(LinkBackend(link))
+        elif old in (LinkState.IDLE, LinkState.HELLO_SENT) and peer is not None:
+            for biz in peer.bizs:
+                self.routes.add(LinkBackend(link), biz)

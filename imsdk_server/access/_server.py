@@ -207,6 +207,10 @@ class AccessServer:
                 self._start_writer(conn)
         return count
 
+    async def on_link_frame(self, link: object, frame: Frame) -> None:
+        """A :class:`imsdk_server.links.LinkHub` frame handler: back-ends' frames go to :meth:`deliver`."""
+        self.deliver(frame)
+
     def close_session(self, session: int, code: ErrorCode = ErrorCode.SERVER_SHUTTING_DOWN) -> bool:
         """Close one session with ``code``; ``False`` if it is not here."""
         conn = self._by_session.get(session)
@@ -311,12 +315,12 @@ class AccessServer:
         header = action.header
         try:
             backend = self.routes.resolve(header)
-            data = action.encode()
+            frame = action.to_frame()
         except (RoutingError, ProtocolError) as exc:
             conn.core.reject(header, exc.code, anyio.current_time())
             return
         try:
-            await backend.send(data)
+            await backend.send(frame)
         except Exception as exc:  # a back-end that fails must not take the client's line down
             log.debug("back-end %s refused a frame: %r", backend.server_id, exc)
             conn.core.reject(header, BackendNotReady.code, anyio.current_time())

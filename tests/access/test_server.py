@@ -1,0 +1,384 @@
+"""The anyio driver over real loopback sockets: handshakes, failures with their reason codes, routing,
+downstream delivery, slow consumers, TLS, and the events on the embedded queue."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from imsdk_proto._frame import Frame, encode_raw
+from imsdk_proto._header import Header
+from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, SystemFunc
+from imsdk_proto.messages import ChatText, ErrorReport, Kick, LoadReport, OfflineEvent, OnlineEvent, Pong
+from imsdk_server.access import LinkRoutes
+from imsdk_server.backends.queue import MemoryQueue
+from imsdk_server.links import LinkHub, LinkIdentity
+from imsdk_server.metrics import Metrics
+from tests.access._helpers import chat, handshake, ping
+from tests.access.conftest import Client, Tokens, running, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+def kick_of(frames: list[Frame]) -> ErrorCode:
+    assert frames, "the server closed without a reason frame"
+    last = frames[-1]
+    assert last.header.code == (Biz.SYSTEM, SystemFunc.KICK)
+    return ErrorCode(last.body_as(Kick).code)
+
+
+async def events(queue: MemoryQueue, topic: str, n: int, within: float = 5.0) -> list[bytes]:
+    out: list[bytes] = []
+    with anyio.fail_after(within):
+        async with queue.consume(topic, group="test", consumer="t1") as stream:
+            async for delivery in stream:
+                out.append(delivery.payload)
+                await queue.ack(delivery.topic, delivery.group, delivery.id)
+                if len(out) == n:
+                    return out
+    return out
+
+
+class RecordingBackend:
+    """A back-end that keeps what it receives (the real link back-end is tested below)."""
+
+    def __init__(self, server_id: int = 50, ready: bool = True) -> None:
+        self.server_id = server_id
+        self.ready = ready
+        self.frames: list[Frame] = []
+
+    async def send(self, frame: Frame) -> None:
+        self.frames.append(frame)
+
+
+# ------------------------------------------------------------------------------------------------ handshakes
+
+
+@pytest.mark.parametrize("codec", [Codec.PROTOBUF, Codec.BSON_JSON])
+async def test_handshake_ok_and_online_event(tokens: Tokens, queue: MemoryQueue, codec: Codec) -> None:
+    metrics = Metrics()
+    async with running(tokens, queue=queue, metrics=metrics) as server:
+        client = await Client.connect(server.address)
+        ack = await client.login(tokens.issue("alice", "phone"), "phone", codec)
+        assert ack.uid == "alice"
+        assert ack.access_id == 7
+        assert ack.session != 0
+        assert ack.seq_base % (1 << 32) == 0
+        assert ack.heartbeat_interval_ms == 60_000
+        assert server.online("alice") == {"phone": ack.session}
+        (payload,) = await events(queue, "presence.online", 1)
+        event = OnlineEvent.FromString(payload)
+        assert (event.uid, event.device, event.access_id, event.session) == ("alice", "phone", 7, ack.session)
+        assert event.client_version == "1.2.3"
+        await client.send(ping(time_ms=99, codec=codec))
+        pong = await client.frame()
+        assert pong.body_as(Pong).time_ms == 99
+        await client.aclose()
+        (payload,) = await events(queue, "presence.offline", 1)
+        offline = OfflineEvent.FromString(payload)
+        assert (offline.uid, offline.session, offline.reason) == ("alice", ack.session, ErrorCode.OK)
+        await wait_for(lambda: server.connection_count == 0)
+        assert metrics.value("access_handshakes_total", result="ok") == 1
+        assert metrics.value("access_connections") == 0
+
+
+async def test_two_sessions_get_different_sequence_bases(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        bases = set()
+        for _ in range(4):
+            client = await Client.connect(server.address)
+            ack = await client.login(tokens.issue("alice", "phone"))
+            bases.add(ack.seq_base)
+            await client.aclose()
+        assert len(bases) == 4
+
+
+async def test_bad_token_closes_with_auth_code(tokens: Tokens) -> None:
+    other = Tokens()  # a token signed by keys this server does not know
+    async with running(tokens) as server:
+        client = await Client.connect(server.address)
+        await client.send(handshake(other.issue("mallory", "phone")))
+        assert kick_of(await client.until_closed()) == ErrorCode.TOKEN_INVALID
+        # A token for another device is refused too.
+        client = await Client.connect(server.address)
+        await client.send(handshake(tokens.issue("alice", "laptop"), device="phone"))
+        assert kick_of(await client.until_closed()) == ErrorCode.TOKEN_INVALID
+
+
+async def test_handshake_timeout_and_the_server_keeps_serving(tokens: Tokens) -> None:
+    metrics = Metrics()
+    async with running(tokens, metrics=metrics, handshake_timeout=0.3) as server:
+        silent = await Client.connect(server.address)
+        assert kick_of(await silent.until_closed()) == ErrorCode.HANDSHAKE_TIMEOUT
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("bob", "phone"))
+        assert metrics.value("access_closes_total", reason="HANDSHAKE_TIMEOUT") == 1
+
+
+async def test_garbage_before_handshake(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        client = await Client.connect(server.address)
+        await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kick_of(await client.until_closed()) == ErrorCode.UNSUPPORTED_VERSION
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("bob", "phone"))
+
+
+async def test_oversize_frame_closes_with_code_and_offline_event(tokens: Tokens, queue: MemoryQueue) -> None:
+    async with running(tokens, queue=queue, max_frame_size=4096, send_queue_max_bytes=65536) as server:
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("alice", "phone"))
+        await client.send(chat("x" * 5000))
+        assert kick_of(await client.until_closed()) == ErrorCode.FRAME_TOO_LARGE
+        (payload,) = await events(queue, "presence.offline", 1)
+        assert OfflineEvent.FromString(payload).reason == ErrorCode.FRAME_TOO_LARGE
+
+
+async def test_idle_line_is_closed(tokens: Tokens) -> None:
+    async with running(tokens, idle_timeout=0.3) as server:
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("alice", "phone"))
+        assert kick_of(await client.until_closed()) == ErrorCode.IDLE_TIMEOUT
+
+
+# ------------------------------------------------------------------------------------------------ routing
+
+
+async def test_unknown_business_code_gets_an_error_frame_and_the_line_stays(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("alice", "phone"))
+        await client.send(encode_raw(Header(99, 1, seq=5, msg_id=6), b"\x08\x01"))
+        error = await client.frame()
+        assert error.header.code == (Biz.SYSTEM, SystemFunc.ERROR)
+        assert (error.header.seq, error.header.msg_id) == (5, 6)
+        assert error.body_as(ErrorReport).code == ErrorCode.NO_BACKEND
+        # A registered back-end that is not ready: another code, the line still stays.
+        server.routes.add(RecordingBackend(ready=False), Biz.CHAT)
+        await client.send(chat(seq=7))
+        error = await client.frame()
+        assert error.body_as(ErrorReport).code == ErrorCode.BACKEND_NOT_READY
+        await client.send(ping(time_ms=1))
+        assert (await client.frame()).header.code == (Biz.SYSTEM, SystemFunc.PONG)
+
+
+async def test_upstream_is_stamped_and_routed_by_business_and_function(tokens: Tokens) -> None:
+    async with running(tokens, server_id=9) as server:
+        chat_backend, text_backend = RecordingBackend(51), RecordingBackend(52)
+        server.routes.add(chat_backend, Biz.CHAT)
+        server.routes.add(text_backend, Biz.CHAT, ChatFunc.TEXT)
+        client = await Client.connect(server.address)
+        ack = await client.login(tokens.issue("alice", "phone"), codec=Codec.BSON_JSON)
+        await client.send(
+            chat("hi", codec=Codec.BSON_JSON, sender_uid="mallory", access_id=1, receiver_uid="b")
+        )
+        await client.send(
+            Frame.build(
+                Header(Biz.CHAT, ChatFunc.DELIVERED, receiver_uid="b"), None, Codec.BSON_JSON
+            ).encode()
+        )
+        await wait_for(lambda: len(text_backend.frames) == 1 and len(chat_backend.frames) == 1)
+        (frame,) = text_backend.frames
+        assert frame.codec is Codec.PROTOBUF
+        h = frame.header
+        assert (h.sender_uid, h.sender_device, h.access_id, h.session) == ("alice", "phone", 9, ack.session)
+        assert ChatText.FromString(frame.raw_body).text == "hi"
+        assert chat_backend.frames[0].header.func == ChatFunc.DELIVERED
+
+
+# ------------------------------------------------------------------------------------------------ downstream
+
+
+async def test_several_devices_per_uid_and_addressing(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        phone = await Client.connect(server.address)
+        laptop = await Client.connect(server.address)
+        bob = await Client.connect(server.address)
+        s_phone = (await phone.login(tokens.issue("alice", "phone"), "phone")).session
+        s_laptop = (await laptop.login(tokens.issue("alice", "laptop"), "laptop", Codec.BSON_JSON)).session
+        await bob.login(tokens.issue("bob", "phone"), "phone")
+        assert server.online("alice") == {"phone": s_phone, "laptop": s_laptop}
+
+        def text(t: str, **h: object) -> Frame:
+            return Frame.build(Header(Biz.CHAT, ChatFunc.TEXT, **h), ChatText(text=t))  # type: ignore[arg-type]
+
+        assert server.deliver(text("all", receiver_uid="alice")) == 2
+        for client, codec in ((phone, Codec.PROTOBUF), (laptop, Codec.BSON_JSON)):
+            got = await client.frame()
+            assert got.codec is codec
+            assert got.body_as(ChatText).text == "all"
+        assert server.deliver(text("laptop", receiver_uid="alice", receiver_device="laptop")) == 1
+        assert (await laptop.frame()).body_as(ChatText).text == "laptop"
+        assert server.deliver(text("session", session=s_phone)) == 1
+        assert (await phone.frame()).body_as(ChatText).text == "session"
+        # A reply meant for an older session of the device is not given to another session.
+        assert server.deliver(text("stale", receiver_uid="alice", receiver_device="phone", session=1)) == 0
+        assert server.deliver(text("nobody", receiver_uid="carol")) == 0
+        await bob.send(ping(time_ms=3))
+        assert (await bob.frame()).header.code == (Biz.SYSTEM, SystemFunc.PONG)  # bob got nothing else
+
+
+async def test_second_login_replaces_the_first(tokens: Tokens, queue: MemoryQueue) -> None:
+    async with running(tokens, queue=queue) as server:
+        first = await Client.connect(server.address)
+        s1 = (await first.login(tokens.issue("alice", "phone"))).session
+        second = await Client.connect(server.address)
+        s2 = (await second.login(tokens.issue("alice", "phone"))).session
+        assert kick_of(await first.until_closed()) == ErrorCode.SESSION_REPLACED
+        assert server.online("alice") == {"phone": s2}
+        online = [OnlineEvent.FromString(p).session for p in await events(queue, "presence.online", 2)]
+        assert online == [s1, s2]
+        # The replaced session publishes no offline event: the device never went offline.
+        await second.aclose()
+        (payload,) = await events(queue, "presence.offline", 1)
+        assert OfflineEvent.FromString(payload).session == s2
+
+
+async def test_slow_consumer_is_disconnected_while_others_keep_being_served(tokens: Tokens) -> None:
+    metrics = Metrics()
+    async with running(
+        tokens, metrics=metrics, max_frame_size=4096, send_queue_max_bytes=16384, send_queue_max_frames=64
+    ) as server:
+        slow = await Client.connect(server.address, rcvbuf=4096)
+        fast = await Client.connect(server.address)
+        await slow.login(tokens.issue("slow", "phone"))
+        await fast.login(tokens.issue("fast", "phone"))
+        received: list[Frame] = []
+
+        async def read_fast() -> None:
+            while True:
+                received.append(await fast.frame(within=30))
+
+        payload = "y" * 3000
+        sent_fast = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_fast)
+            for _ in range(20_000):
+                server.deliver(
+                    Frame.build(Header(Biz.CHAT, ChatFunc.TEXT, receiver_uid="slow"), ChatText(text=payload))
+                )
+                sent_fast += server.deliver(
+                    Frame.build(Header(Biz.CHAT, ChatFunc.TEXT, receiver_uid="fast"), ChatText(text="ok"))
+                )
+                await anyio.lowlevel.checkpoint()
+                if not server.online("slow"):
+                    break
+            assert not server.online("slow")
+            await wait_for(lambda: len(received) == sent_fast)
+            tg.cancel_scope.cancel()
+        assert metrics.value("access_closes_total", reason="SLOW_CONSUMER") == 1
+        assert server.online("fast")
+        assert all(f.body_as(ChatText).text == "ok" for f in received)
+        await fast.send(ping(time_ms=5))
+        assert (await fast.frame()).body_as(Pong).time_ms == 5
+
+
+# ------------------------------------------------------------------------------------------------ TLS
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls(tokens: Tokens, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    async with running(tokens, certfile=str(cert), keyfile=str(key)) as server:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        client = await Client.connect(server.address, ssl_context=ctx)
+        ack = await client.login(tokens.issue("alice", "phone"))
+        assert ack.uid == "alice"
+        await client.send(ping(time_ms=8))
+        assert (await client.frame()).body_as(Pong).time_ms == 8
+        # A client speaking plain TCP to the TLS port gets nowhere, and the server keeps serving.
+        plain = await Client.connect(server.address)
+        await plain.send(b"\x12\x01\x00\x00" * 100)
+        await plain.until_closed()
+        client2 = await Client.connect(server.address, ssl_context=ctx)
+        await client2.login(tokens.issue("bob", "phone"))
+
+
+# -------------------------------------------------------------------------------------------- load reports
+
+
+async def test_load_reports_are_published(tokens: Tokens, queue: MemoryQueue) -> None:
+    async with running(tokens, queue=queue, load_report_interval=0.05, region="eu", isp="isp1") as server:
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("alice", "phone"))
+        with anyio.fail_after(5):
+            while True:
+                (payload,) = await events(queue, "load", 1)
+                report = LoadReport.FromString(payload)
+                if report.connections == 1:
+                    break
+        assert (report.server_id, report.region, report.isp) == (7, "eu", "isp1")
+        assert report.address == f"{server.address[0]}:{server.address[1]}"
+        assert 0.0 <= report.cpu <= 1.0
+
+
+# ------------------------------------------------------------------------------------------------ real links
+
+
+async def test_routing_over_a_real_link_both_ways(tokens: Tokens) -> None:
+    """A chat back-end linked to the access server echoes every text back to its sender."""
+
+    async def echo(link: object, frame: Frame) -> None:
+        h = frame.header
+        reply = Header(Biz.CHAT, ChatFunc.TEXT, receiver_uid=h.sender_uid, receiver_device=h.sender_device)
+        text = ChatText.FromString(frame.raw_body).text
+        await backend_hub.link_to(1, 7).send(Frame.build(reply, ChatText(text=f"echo {text}")))  # type: ignore[union-attr]
+
+    async with running(tokens) as server:
+        backend_hub = LinkHub(LinkIdentity(role=5, server_id=60, bizs=(int(Biz.CHAT),)), handler=echo)
+        routes = LinkRoutes(server.routes)
+        access_hub = LinkHub(
+            LinkIdentity(role=1, server_id=7), handler=server.on_link_frame, on_state=routes.on_state
+        )
+        async with backend_hub, access_hub:
+            host, port = await backend_hub.listen()
+            link = await access_hub.connect(host, port, expect_server_id=60)
+            await link.wait_ready()
+            client = await Client.connect(server.address)
+            await client.login(tokens.issue("alice", "phone"))
+            await client.send(chat("ping"))
+            got = await client.frame()
+            assert got.body_as(ChatText).text == "echo ping"
+            await link.aclose()
+            await wait_for(lambda: not server.routes.routes())
+            await client.send(chat("again"))
+            assert (await client.frame()).body_as(ErrorReport).code == ErrorCode.NO_BACKEND
