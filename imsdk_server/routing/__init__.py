@@ -3,6 +3,17 @@
 The delivery protocol these implement is written down in ``docs/delivery.md``.
 """
 
+from imsdk_server.routing._config import RouterConfig as RouterConfig
+from imsdk_server.routing._core import Action as Action
+from imsdk_server.routing._core import AppendMessage as AppendMessage
+from imsdk_server.routing._core import DeviceLocation as DeviceLocation
+from imsdk_server.routing._core import LoadPending as LoadPending
+from imsdk_server.routing._core import LoadRange as LoadRange
+from imsdk_server.routing._core import QueryPresence as QueryPresence
+from imsdk_server.routing._core import RouterCore as RouterCore
+from imsdk_server.routing._core import SendFrame as SendFrame
+from imsdk_server.routing._core import StoreAck as StoreAck
+from imsdk_server.routing._core import stamp_body as stamp_body
 from imsdk_server.routing._store import AppendResult as AppendResult
 from imsdk_server.routing._store import InvalidMessage as InvalidMessage
 from imsdk_server.routing._store import MessageStore as MessageStore
@@ -19,16 +30,27 @@ from imsdk_server.routing._store_sql import open_message_store as open_message_s
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Action",
+    "AppendMessage",
     "AppendResult",
+    "DeviceLocation",
     "InvalidMessage",
+    "LoadPending",
+    "LoadRange",
     "MessageStore",
     "MessageStoreError",
     "NewMessage",
     "PendingCursor",
+    "QueryPresence",
+    "RouterConfig",
+    "RouterCore",
     "SQLMessageStore",
     "SchemaMismatch",
+    "SendFrame",
+    "StoreAck",
     "StoredRecord",
     "conversation_id",
     "conversation_members",
     "open_message_store",
+    "stamp_body",
 ]
