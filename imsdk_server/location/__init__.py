@@ -38,6 +38,12 @@ from imsdk_server.location._errors import LocationError as LocationError
 from imsdk_server.location._errors import PresenceStateError as PresenceStateError
 from imsdk_server.location._errors import PresenceStoreUnavailable as PresenceStoreUnavailable
 from imsdk_server.location._errors import SubscriberOverflow as SubscriberOverflow
+from imsdk_server.location._events import decode_offline as decode_offline
+from imsdk_server.location._events import decode_online as decode_online
+from imsdk_server.location._events import encode_offline as encode_offline
+from imsdk_server.location._events import encode_online as encode_online
+from imsdk_server.location._service import LocationService as LocationService
+from imsdk_server.location._service import Subscriber as Subscriber
 from imsdk_server.location._store import MemoryPresenceStore as MemoryPresenceStore
 from imsdk_server.location._store import PresenceStore as PresenceStore
 from imsdk_server.location._store import RedisPresenceStore as RedisPresenceStore
@@ -62,6 +68,7 @@ __all__ = [
     "InvalidPresenceEvent",
     "LocationConfig",
     "LocationError",
+    "LocationService",
     "MemoryPresenceStore",
     "Network",
     "NetworkClass",
@@ -78,9 +85,14 @@ __all__ = [
     "ServerStatus",
     "StorePut",
     "StoreRemove",
+    "Subscriber",
     "SubscriberOverflow",
     "Subscription",
+    "decode_offline",
+    "decode_online",
     "decode_presence",
+    "encode_offline",
+    "encode_online",
     "encode_presence",
     "network_class",
 ]
