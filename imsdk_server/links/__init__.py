@@ -12,27 +12,35 @@ from imsdk_server.links._core import LinkState as LinkState
 from imsdk_server.links._detector import DetectorConfig as DetectorConfig
 from imsdk_server.links._detector import FailureDetector as FailureDetector
 from imsdk_server.links._detector import Health as Health
+from imsdk_server.links._driver import FrameHandler as FrameHandler
+from imsdk_server.links._driver import Link as Link
 from imsdk_server.links._errors import IllegalTransition as IllegalTransition
 from imsdk_server.links._errors import LinkBusy as LinkBusy
 from imsdk_server.links._errors import LinkClosed as LinkClosed
 from imsdk_server.links._errors import LinkError as LinkError
 from imsdk_server.links._errors import LinkNotReady as LinkNotReady
-from imsdk_server.links._errors import LinkProtocolError as LinkProtocolError
 from imsdk_server.links._errors import LinkRejected as LinkRejected
+from imsdk_server.links._hub import Deregistrar as Deregistrar
+from imsdk_server.links._hub import DrainReport as DrainReport
+from imsdk_server.links._hub import LinkHub as LinkHub
 
 __all__ = [
+    "Deregistrar",
     "DetectorConfig",
+    "DrainReport",
     "FailureDetector",
+    "FrameHandler",
     "Health",
     "IllegalTransition",
+    "Link",
     "LinkBusy",
     "LinkClosed",
     "LinkConfig",
     "LinkCore",
     "LinkError",
+    "LinkHub",
     "LinkIdentity",
     "LinkNotReady",
-    "LinkProtocolError",
     "LinkRejected",
     "LinkState",
 ]

@@ -6,12 +6,12 @@
     ├── LinkNotReady             LINK_NOT_READY      local traffic on a link that is not ready (nothing sent)
     ├── LinkBusy                 SLOW_CONSUMER       send_nowait found the send buffer full (nothing sent)
     ├── LinkClosed               the close reason    the link is closed (nothing sent)
-    ├── IllegalTransition        UNEXPECTED_MESSAGE  a (state, event) pair absent from a state table
-    │   └── LinkProtocolError    UNEXPECTED_MESSAGE  the peer broke the link protocol; the link closes
-    └── LinkRejected             FORBIDDEN           the peer's hello failed validation; the link closes
+    │   └── LinkRejected         FORBIDDEN           the link closed because a hello failed validation
+    └── IllegalTransition        UNEXPECTED_MESSAGE  a (state, event) pair absent from a state table
 
-Codec errors (:class:`imsdk_proto.errors.ProtocolError`) raised by the frame decoder are not wrapped: the
-driver closes the link with their own code. No name here shadows a built-in exception.
+The peer breaking the link protocol is not raised: the core turns it into a close with
+``UNEXPECTED_MESSAGE``, and codec errors (:class:`imsdk_proto.errors.ProtocolError`) from the frame decoder
+close the link with their own code. No name here shadows a built-in exception.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "LinkClosed",
     "LinkError",
     "LinkNotReady",
-    "LinkProtocolError",
     "LinkRejected",
 ]
 
@@ -67,11 +66,7 @@ class IllegalTransition(LinkError):
     code = ErrorCode.UNEXPECTED_MESSAGE
 
 
-class LinkProtocolError(IllegalTransition):
-    """The peer sent a well-formed frame that the link protocol does not allow now."""
-
-
-class LinkRejected(LinkError):
-    """The peer's hello failed validation (role, server id, domain)."""
+class LinkRejected(LinkClosed):
+    """The link closed because a hello (ours or the peer's) failed validation: role, server id, domain."""
 
     code = ErrorCode.FORBIDDEN

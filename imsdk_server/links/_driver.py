@@ -1,0 +1,473 @@
+"""The anyio driver of one link: bytes in → :class:`LinkCore`, the core's actions → bytes out.
+
+Thin on purpose. Three tasks per link: the reader (decoder → core → application handler), the writer (one
+bounded FIFO buffer, written in batches), and the timer (one ``CancelScope`` whose deadline is re-armed from
+:meth:`LinkCore.next_deadline`). All protocol decisions live in the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream
+
+from imsdk_proto._frame import Frame, FrameDecoder, encode_frame, encode_raw
+from imsdk_proto._header import Header
+from imsdk_proto.codes import Biz, Codec, ErrorCode, Flags, LinkFunc
+from imsdk_proto.errors import ProtocolError
+from imsdk_proto.messages import (
+    ErrorReport,
+    LinkHeartbeat,
+    LinkHello,
+    LinkNotReady,
+    LinkNotReadyAck,
+    LinkProbe,
+    LinkProbeAck,
+    LinkReady,
+)
+from imsdk_server.links._core import (
+    CloseLink,
+    LinkAction,
+    LinkCore,
+    LinkIdentity,
+    LinkState,
+    SendControl,
+    StateChanged,
+)
+from imsdk_server.links._detector import LateAfterDown, PeerAlive, PeerDown, PeerSuspect
+from imsdk_server.links._errors import LinkBusy, LinkClosed, LinkRejected
+from imsdk_server.metrics import Counter, Metrics
+
+__all__ = ["FrameHandler", "Link", "LinkMetrics", "StateCallback"]
+
+log = logging.getLogger("imsdk_server.links")
+
+FrameHandler = Callable[["Link", Frame], Awaitable[None]]
+"""Receives every traffic frame of a link, in order; the next frame is read only after it returns."""
+StateCallback = Callable[["Link", LinkState, LinkState], None]
+"""Called with ``(link, old, new)`` on every state change."""
+
+_LINK = int(Biz.LINK)
+_V2 = Codec.PROTOBUF
+_ERROR = Flags.ERROR
+_READ_SIZE = 65536
+_DONE_STATES = frozenset({LinkState.DRAINED, LinkState.FINISHED, LinkState.CLOSED})
+_TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+def _biz_label(biz: int) -> str:
+    try:
+        return Biz(biz).name
+    except ValueError:
+        return str(biz)
+
+
+class LinkMetrics:
+    """The series every link of one server counts into (``links_*`` in the given registry)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.states = {s: metrics.gauge("by_state", state=s.value) for s in LinkState}
+        self.probes_sent = metrics.counter("probes_sent_total")
+        self.suspect = metrics.counter("peers_suspect_total")
+        self.recovered = metrics.counter("peers_recovered_total")
+        self.down = metrics.counter("peers_down_total")
+        self.late = metrics.counter("late_after_down_total")
+        self.handler_errors = metrics.counter("handler_errors_total")
+        self.send_buffer = metrics.gauge("send_buffer_bytes")
+        self.drain_seconds = metrics.histogram("drain_seconds")
+        self._in: dict[int, Counter] = {}
+        self._out: dict[int, Counter] = {}
+
+    def frame_in(self, biz: int) -> Counter:
+        c = self._in.get(biz)
+        if c is None:
+            c = self._in[biz] = self.metrics.counter("frames_in_total", biz=_biz_label(biz))
+        return c
+
+    def frame_out(self, biz: int) -> Counter:
+        c = self._out.get(biz)
+        if c is None:
+            c = self._out[biz] = self.metrics.counter("frames_out_total", biz=_biz_label(biz))
+        return c
+
+    def closed(self, code: ErrorCode) -> None:
+        self.metrics.counter("closes_total", reason=code.name).inc()
+
+
+def _identity(hello: LinkHello) -> LinkIdentity:
+    return LinkIdentity(
+        hello.role, hello.server_id, hello.name, hello.domain, hello.version, tuple(hello.bizs)
+    )
+
+
+class Link:
+    """One server-to-server link over one byte stream (TCP or TLS).
+
+    Create it with a fresh :class:`LinkCore`, then run :meth:`run` in a task; it returns when the link has
+    closed. Traffic goes out with :meth:`send` (waits for buffer room) or :meth:`send_nowait` (raises
+    :class:`LinkBusy` when full); both raise :class:`LinkNotReady` / :class:`LinkClosed` when the link does
+    not allow traffic, in which case nothing was sent.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        core: LinkCore,
+        *,
+        handler: FrameHandler | None = None,
+        metrics: LinkMetrics | None = None,
+        on_state: StateCallback | None = None,
+        remote_address: Any = None,
+    ) -> None:
+        self.core = core
+        self.remote_address = remote_address
+        self._stream = stream
+        self._handler = handler
+        self._m = metrics if metrics is not None else LinkMetrics(Metrics("links"))
+        self._on_state = on_state
+        self._cfg = core.config
+        self._decoder = FrameDecoder(self._cfg.max_frame_size, codec=_V2)
+        self._queue: deque[bytes] = deque()
+        self._buffered = 0
+        self._wake: anyio.Event | None = None
+        self._space = anyio.Event()
+        self._ready = anyio.Event()
+        self._done = anyio.Event()
+        self._finished = anyio.Event()
+        self._closing = False
+        self._flush_on_close = True
+        self._scope: anyio.CancelScope | None = None
+        self._timer_scope: anyio.CancelScope | None = None
+        self._m.states[core.state].inc()
+
+    # -- what the application sees ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> LinkState:
+        return self.core.state
+
+    @property
+    def ready(self) -> bool:
+        """Whether traffic may be sent now (both sides said ready, and the peer has not said not-ready)."""
+        return self.core.state in (LinkState.READY, LinkState.DRAINING, LinkState.DRAINED)
+
+    @property
+    def peer(self) -> LinkIdentity | None:
+        """The peer's hello, once received."""
+        return self.core.peer
+
+    @property
+    def close_code(self) -> ErrorCode | None:
+        return self.core.close_code
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffered
+
+    def send_nowait(self, frame: Frame) -> None:
+        """Queue a traffic frame, or raise ``LinkNotReady``/``LinkClosed``/``LinkBusy`` without sending."""
+        data = self._encode(frame)
+        self._check()
+        if self._buffered and self._buffered + len(data) > self._cfg.send_buffer_bytes:
+            raise LinkBusy(f"send buffer full ({self._buffered} bytes)")
+        self._push(data, frame.header.biz)
+
+    async def send(self, frame: Frame) -> None:
+        """Queue a traffic frame, waiting for buffer room; raises without sending if traffic is refused."""
+        data = self._encode(frame)
+        while True:
+            self._check()
+            if not self._buffered or self._buffered + len(data) <= self._cfg.send_buffer_bytes:
+                self._push(data, frame.header.biz)
+                return
+            if self._space.is_set():
+                self._space = anyio.Event()
+            await self._space.wait()
+
+    async def send_message(self, header: Header, body: Any = None) -> None:
+        """Encode ``body`` under ``header`` (v2) and :meth:`send` it."""
+        await self.send(Frame.build(header, body, _V2))
+
+    def mark_ready(self) -> None:
+        """The local side accepts traffic on this link."""
+        now = anyio.current_time()
+        self._apply(self.core.mark_ready(now), now)
+
+    def drain(self) -> None:
+        """Send not-ready (deregistration). :meth:`wait_drained` returns once the peer acked."""
+        now = anyio.current_time()
+        self._apply(self.core.drain(now), now)
+
+    async def wait_ready(self) -> None:
+        """Return once traffic may flow; raise :class:`LinkClosed` if the link ends first."""
+        await self._ready.wait()
+        if not self.ready:
+            code = self.core.close_code
+            error = LinkRejected if code is ErrorCode.FORBIDDEN else LinkClosed
+            raise error(f"link ended before it was ready: {self.core.close_reason}", code)
+
+    async def wait_drained(self) -> None:
+        """Return once our not-ready was acked (every frame the peer sent before it has been handled),
+        or the link closed."""
+        await self._done.wait()
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`run` has finished."""
+        await self._finished.wait()
+
+    async def aclose(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
+        """Close the link: flush the send buffer (up to ``close_grace``), then close the stream."""
+        now = anyio.current_time()
+        self._apply(self.core.close(now, code, reason), now)
+        await self._finished.wait()
+
+    # -- the tasks -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the link until it closes. Never raises for transport or protocol errors: they close it."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                now = anyio.current_time()
+                self._apply(self.core.start(now), now)
+                tg.start_soon(self._writer)
+                tg.start_soon(self._timer)
+                await self._reader()
+        finally:
+            if self.core.state is not LinkState.CLOSED:  # cancelled from outside
+                self._apply(
+                    self.core.close(anyio.current_time(), ErrorCode.SERVER_SHUTTING_DOWN, "cancelled"), 0
+                )
+            self._m.send_buffer.dec(self._buffered)
+            self._buffered = 0
+            self._queue.clear()
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self._stream)
+            self._done.set()
+            self._ready.set()
+            self._space.set()
+            self._finished.set()
+
+    async def _reader(self) -> None:
+        stream = self._stream
+        decoder = self._decoder
+        while not self._closing:
+            try:
+                data = await stream.receive(_READ_SIZE)
+            except anyio.EndOfStream:
+                self._lost(ErrorCode.OK, "the peer closed the connection")
+                return
+            except _TRANSPORT_ERRORS as exc:
+                self._lost(ErrorCode.INTERNAL, f"connection lost: {exc!r}")
+                return
+            try:
+                decoder.feed(data)
+                while (frame := decoder.next_frame()) is not None:
+                    await self._on_frame(frame)
+                    if self._closing:
+                        return
+            except ProtocolError as exc:
+                self._close_now(exc.code, f"bad frame from the peer: {exc}")
+                return
+        await anyio.sleep_forever()  # closing: the writer flushes, then cancels us
+
+    async def _on_frame(self, frame: Frame) -> None:
+        header = frame.header
+        biz = header.biz
+        self._m.frame_in(biz).inc()
+        now = anyio.current_time()
+        if biz != _LINK:
+            actions = self.core.receive_data(now)
+            if actions:
+                self._apply(actions, now)
+                if self._closing:
+                    return
+            if self._handler is not None:
+                try:
+                    await self._handler(self, frame)
+                except Exception:
+                    self._m.handler_errors.inc()
+                    log.exception("link %s: the frame handler failed on %r", self._name(), header)
+            return
+        if header.flags & _ERROR:
+            report = frame.body_as(ErrorReport)
+            code = ErrorCode.from_wire(header.error or report.code)
+            self._lost(code, f"the peer closed the link: {report.message}")
+            return
+        try:
+            func = LinkFunc(header.func)
+        except ValueError:
+            self._close_now(ErrorCode.UNKNOWN_CODE, f"unknown link function {header.func}")
+            return
+        hello = None
+        number = 0
+        if func is LinkFunc.HELLO:
+            hello = _identity(frame.body_as(LinkHello))
+        elif func is LinkFunc.PROBE:
+            number = frame.body_as(LinkProbe).probe_id
+        elif func is LinkFunc.PROBE_ACK:
+            number = frame.body_as(LinkProbeAck).probe_id
+        self._apply(self.core.receive_control(func, now, hello=hello, number=number), now)
+        self._rearm()
+
+    async def _writer(self) -> None:
+        stream = self._stream
+        queue = self._queue
+        m = self._m
+        while True:
+            while not queue:
+                if self._closing:
+                    assert self._scope is not None
+                    self._scope.cancel()
+                    return
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                self._wake = None
+            data = (
+                queue.popleft() if len(queue) == 1 else b"".join([queue.popleft() for _ in range(len(queue))])
+            )
+            try:
+                await stream.send(data)
+            except _TRANSPORT_ERRORS as exc:
+                self._lost(ErrorCode.INTERNAL, f"connection lost while sending: {exc!r}")
+                return
+            self._buffered -= len(data)
+            m.send_buffer.dec(len(data))
+            self._space.set()
+
+    async def _timer(self) -> None:
+        core = self.core
+        while True:
+            deadline = core.next_deadline()
+            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._timer_scope = scope
+                await anyio.sleep_forever()
+            self._timer_scope = None
+            now = anyio.current_time()
+            self._apply(core.handle_timer(now), now)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _name(self) -> str:
+        peer = self.core.peer
+        return f"{peer.role}/{peer.server_id}" if peer else str(self.remote_address)
+
+    def _rearm(self) -> None:
+        scope = self._timer_scope
+        deadline = self.core.next_deadline()
+        if scope is not None and deadline is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+
+    def _check(self) -> None:
+        self.core.on_send(anyio.current_time())
+        if self._closing:
+            raise LinkClosed(f"link closing: {self.core.close_reason}", self.core.close_code)
+
+    def _encode(self, frame: Frame) -> bytes:
+        if frame.codec is not _V2:
+            frame = frame.to_codec(_V2)
+        return encode_raw(frame.header, frame.raw_body, _V2, max_frame_size=self._cfg.max_frame_size)
+
+    def _push(self, data: bytes, biz: int) -> None:
+        self._queue.append(data)
+        self._buffered += len(data)
+        self._m.send_buffer.inc(len(data))
+        self._m.frame_out(biz).inc()
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def _control_frame(self, action: SendControl) -> bytes:
+        local = self.core.local
+        func = action.func
+        body: Any
+        if func is LinkFunc.HELLO:
+            ident = action.hello or local
+            body = LinkHello(
+                role=ident.role,  # type: ignore[arg-type]
+                server_id=ident.server_id,
+                name=ident.name,
+                domain=ident.domain,
+                version=ident.version,
+                bizs=list(ident.bizs),
+            )
+        elif func is LinkFunc.READY:
+            body = LinkReady(server_id=local.server_id)
+        elif func is LinkFunc.NOT_READY:
+            body = LinkNotReady(server_id=local.server_id, reason="deregistering")
+        elif func is LinkFunc.NOT_READY_ACK:
+            body = LinkNotReadyAck(server_id=local.server_id)
+        elif func is LinkFunc.HEARTBEAT:
+            body = LinkHeartbeat()
+        elif func is LinkFunc.PROBE:
+            body = LinkProbe(probe_id=action.number, attempt=action.number)
+            self._m.probes_sent.inc()
+        else:
+            body = LinkProbeAck(probe_id=action.number)
+        return encode_frame(Header(_LINK, func), body, _V2)
+
+    def _apply(self, actions: list[LinkAction], now: float) -> None:
+        m = self._m
+        for action in actions:
+            if isinstance(action, SendControl):
+                if not self._closing:
+                    self._push(self._control_frame(action), _LINK)
+            elif isinstance(action, StateChanged):
+                m.states[action.old].dec()
+                m.states[action.new].inc()
+                if action.new is LinkState.READY:
+                    self._ready.set()
+                if action.new in _DONE_STATES:
+                    self._done.set()
+                if self._on_state is not None:
+                    self._on_state(self, action.old, action.new)
+            elif isinstance(action, CloseLink):
+                self._begin_close(action.code, action.reason)
+            elif isinstance(action, PeerSuspect):
+                m.suspect.inc()
+                log.info("link %s: peer suspect (silent since %.3f), probing", self._name(), action.since)
+            elif isinstance(action, PeerAlive):
+                m.recovered.inc()
+                log.info("link %s: peer answered after %d probe(s)", self._name(), action.probes_sent)
+            elif isinstance(action, PeerDown):
+                m.down.inc()
+                log.warning("link %s: peer down, every probe timed out", self._name())
+            elif isinstance(action, LateAfterDown):
+                m.late.inc()
+        if actions:
+            self._rearm()
+
+    def _begin_close(self, code: ErrorCode, reason: str) -> None:
+        """The core closed: queue an error frame for a non-OK reason, flush within close_grace, then close."""
+        if self._closing:
+            return
+        self._m.closed(code)
+        if code is not ErrorCode.OK and self._flush_on_close:
+            report = ErrorReport(code=code, message=reason[:200])
+            header = Header(_LINK, LinkFunc.NOT_READY, flags=_ERROR, error=code)
+            self._push(encode_frame(header, report, _V2), _LINK)
+        self._closing = True
+        self._space.set()
+        if self._scope is not None:
+            if self._flush_on_close:
+                self._scope.deadline = anyio.current_time() + self._cfg.close_grace
+            else:
+                self._scope.cancel()
+        if self._wake is not None:
+            self._wake.set()
+
+    def _lost(self, code: ErrorCode, reason: str) -> None:
+        """The transport is gone (or the peer closed with a reason): close without flushing."""
+        self._flush_on_close = False
+        now = anyio.current_time()
+        self._apply(self.core.connection_lost(now, code, reason), now)
+
+    def _close_now(self, code: ErrorCode, reason: str) -> None:
+        now = anyio.current_time()
+        self._apply(self.core.close(now, code, reason), now)
