@@ -97,6 +97,10 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
 @dataclass(frozen=True)
 class TokenKey:
     """One key of a :class:`KeyRing`."""
@@ -131,7 +135,8 @@ class KeyRing:
                 raise ValueError(f"duplicate kid {key.kid!r}")
             self._keys[key.kid] = key
         active = [k for k in self._keys.values() if not k.retired]
-        self._signing = max(active, key=lambda k: k.created) if active else None
+        # The newest key signs; of keys made at the same time, the one added last.
+        self._signing = max(reversed(active), key=lambda k: k.created) if active else None
 
     @classmethod
     def generate(cls, now: float) -> KeyRing:
@@ -189,7 +194,7 @@ class KeyRing:
             return cls(
                 TokenKey(
                     str(e["kid"]),
-                    base64.b64decode(str(e["secret"]) + "==", altchars=b"-_", validate=True),
+                    _unb64(str(e["secret"])),
                     float(e["created"]),
                     bool(e.get("retired", False)),
                 )

@@ -43,9 +43,11 @@ async def check_duplicate_uid(store: UserStore) -> None:
     else:
         raise AssertionError("duplicate uid accepted")
     user = await store.get_user("bob")
-    assert user is not None and user.password_hash == "h1"
+    assert user is not None
+    assert user.password_hash == "h1"
     profile = await store.get_profile("bob")
-    assert profile is not None and profile.nickname == "Bob"
+    assert profile is not None
+    assert profile.nickname == "Bob"
 
 
 async def check_uids_are_case_sensitive(store: UserStore) -> None:
@@ -53,7 +55,9 @@ async def check_uids_are_case_sensitive(store: UserStore) -> None:
     await store.create_user("alice", "h1", "lower", now=T0)
     await store.create_user("Alice", "h2", "upper", now=T0)
     a, b = await store.get_user("alice"), await store.get_user("Alice")
-    assert a is not None and b is not None and (a.password_hash, b.password_hash) == ("h1", "h2")
+    assert a is not None
+    assert b is not None
+    assert (a.password_hash, b.password_hash) == ("h1", "h2")
 
 
 async def check_values_are_bound_not_interpolated(store: UserStore) -> None:
@@ -77,7 +81,8 @@ async def check_set_password_hash(store: UserStore) -> None:
     await store.create_user("dave", "old", "Dave", now=T0)
     await store.set_password_hash("dave", "new")
     user = await store.get_user("dave")
-    assert user is not None and user.password_hash == "new"
+    assert user is not None
+    assert user.password_hash == "new"
 
 
 async def check_friends_are_mutual(store: UserStore) -> None:
@@ -152,7 +157,8 @@ async def check_long_values(store: UserStore) -> None:
     await store.create_user(uid, "s" * 255, "n" * 64, now=T0)
     await store.update_profile(uid, signature="é" * 256, avatar="a" * 512, now=T0)
     profile = await store.get_profile(uid)
-    assert profile is not None and (profile.signature, profile.avatar) == ("é" * 256, "a" * 512)
+    assert profile is not None
+    assert (profile.signature, profile.avatar) == ("é" * 256, "a" * 512)
 
 
 CHECKS: tuple[Callable[[UserStore], Awaitable[None]], ...] = (
