@@ -13,6 +13,8 @@ UINT32_MAX = 0xFFFF_FFFF
 UINT64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
 _NO_FLAGS = Flags(0)
+_RESPONSE = int(Flags.RESPONSE)
+_ERROR = int(Flags.ERROR)
 
 
 @dataclass(slots=True, eq=True)
@@ -79,11 +81,13 @@ class Header:
 
     @property
     def is_response(self) -> bool:
-        return bool(self.flags & Flags.RESPONSE)
+        """The RESPONSE flag is set."""
+        return bool(int.__and__(self.flags, _RESPONSE))
 
     @property
     def is_error(self) -> bool:
-        return bool(self.flags & Flags.ERROR) or self.error != 0
+        """The ERROR flag is set or an error code is present."""
+        return bool(int.__and__(self.flags, _ERROR)) or self.error != 0
 
 
 #: Field names in wire order.
