@@ -269,15 +269,23 @@ class LocationService:
 
     def handle_payload(self, topic: str, payload: bytes) -> bool:
         """Decode and apply one queue payload; False (counted, nothing else) for a malformed one."""
+        event: DeviceOnline | DeviceOffline
         try:
             if topic == self.config.online_topic:
-                self.device_online(decode_online(payload))
+                event = decode_online(payload)
             elif topic == self.config.offline_topic:
-                self.device_offline(decode_offline(payload))
+                event = decode_offline(payload)
             else:
                 raise InvalidPresenceEvent(f"not a presence topic: {topic!r}")
         except InvalidPresenceEvent:
             self.metrics.counter("events", kind="invalid").inc()
+            return False
+        try:  # the core counts what it rejects itself
+            if isinstance(event, DeviceOnline):
+                self.device_online(event)
+            else:
+                self.device_offline(event)
+        except InvalidPresenceEvent:
             return False
         return True
 
