@@ -3,6 +3,7 @@
 The delivery protocol these implement is written down in ``docs/delivery.md``.
 """
 
+from imsdk_server.routing._cache import CachedMessageStore as CachedMessageStore
 from imsdk_server.routing._config import RouterConfig as RouterConfig
 from imsdk_server.routing._core import Action as Action
 from imsdk_server.routing._core import AppendMessage as AppendMessage
@@ -27,13 +28,16 @@ from imsdk_server.routing._store import conversation_members as conversation_mem
 from imsdk_server.routing._store_sql import SCHEMA_VERSION as SCHEMA_VERSION
 from imsdk_server.routing._store_sql import SQLMessageStore as SQLMessageStore
 from imsdk_server.routing._store_sql import open_message_store as open_message_store
+from imsdk_server.routing._writer import GroupCommitWriter as GroupCommitWriter
 
 __all__ = [
     "SCHEMA_VERSION",
     "Action",
     "AppendMessage",
     "AppendResult",
+    "CachedMessageStore",
     "DeviceLocation",
+    "GroupCommitWriter",
     "InvalidMessage",
     "LoadPending",
     "LoadRange",
