@@ -19,7 +19,7 @@ async def test_redis_reports_and_zookeeper_membership(
     tokens: Tokens, redis_target: RedisTarget, zookeeper_target: ZooKeeperTarget
 ) -> None:
     metrics = Metrics()
-    config = AccessManagerConfig(consume_retry_interval=0.05)
+    config = AccessManagerConfig(consume_retry_interval=0.05, tie_tolerance=0.0)
     async with (
         RedisQueue.from_url(redis_target.url, prefix=redis_target.prefix) as manager_queue,
         RedisQueue.from_url(redis_target.url, prefix=redis_target.prefix) as publisher,
