@@ -221,10 +221,15 @@ class Link:
         """Return once :meth:`run` has finished."""
         await self._finished.wait()
 
-    async def aclose(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
-        """Close the link: flush the send buffer (up to ``close_grace``), then close the stream."""
+    def close(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
+        """Start closing: the close frame carrying ``code`` goes out behind everything queued; the stream
+        closes once the peer has read it (or ``close_grace`` passes); :meth:`wait_closed` waits for that."""
         now = anyio.current_time()
         self._apply(self.core.close(now, code, reason), now)
+
+    async def aclose(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
+        """:meth:`close` and wait until the link has ended."""
+        self.close(code, reason)
         await self._finished.wait()
 
     # -- the tasks -------------------------------------------------------------------------------------------
@@ -257,25 +262,32 @@ class Link:
     async def _reader(self) -> None:
         stream = self._stream
         decoder = self._decoder
-        while not self._closing:
+        while True:
             try:
                 data = await stream.receive(_READ_SIZE)
             except anyio.EndOfStream:
+                if self._closing:
+                    break
                 self._lost(ErrorCode.OK, "the peer closed the connection")
                 return
             except _TRANSPORT_ERRORS as exc:
+                if self._closing:
+                    break
                 self._lost(ErrorCode.INTERNAL, f"connection lost: {exc!r}")
                 return
+            if self._closing:
+                continue  # closing: our close frame is out; discard the rest until the peer closes too
             try:
                 decoder.feed(data)
                 while (frame := decoder.next_frame()) is not None:
                     await self._on_frame(frame)
                     if self._closing:
-                        return
+                        break
             except ProtocolError as exc:
                 self._close_now(exc.code, f"bad frame from the peer: {exc}")
-                return
-        await anyio.sleep_forever()  # closing: the writer flushes, then cancels us
+        # The peer closed after our close frame: everything we sent has been read. Done.
+        assert self._scope is not None
+        self._scope.cancel()
 
     async def _on_frame(self, frame: Frame) -> None:
         header = frame.header
@@ -323,8 +335,10 @@ class Link:
         while True:
             while not queue:
                 if self._closing:
-                    assert self._scope is not None
-                    self._scope.cancel()
+                    try:
+                        await stream.send_eof()  # after the close frame; TLS cannot half-close
+                    except (NotImplementedError, *_TRANSPORT_ERRORS):
+                        pass
                     return
                 self._wake = anyio.Event()
                 await self._wake.wait()
@@ -444,11 +458,14 @@ class Link:
             self._rearm()
 
     def _begin_close(self, code: ErrorCode, reason: str) -> None:
-        """The core closed: queue an error frame for a non-OK reason, flush within close_grace, then close."""
+        """The core closed the link. Unless the transport is already gone, close gracefully: queue the close
+        frame (the reason code) behind everything queued, flush, half-close where the transport can, and
+        read until the peer closes too, all within ``close_grace``. Closing a socket that still holds unread
+        bytes would reset the connection and could destroy frames the peer has not read yet."""
         if self._closing:
             return
         self._m.closed(code)
-        if code is not ErrorCode.OK and self._flush_on_close:
+        if self._flush_on_close:
             report = ErrorReport(code=code, message=reason[:200])
             header = Header(_LINK, LinkFunc.NOT_READY, flags=_ERROR, error=code)
             self._push(encode_frame(header, report, _V2), _LINK)

@@ -120,10 +120,12 @@ class LinkHub:
     ) -> bool | None:
         assert self._tg is not None
         self._stop_listening()
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(self.config.close_grace + 1.0):
-                for link in list(self._links):
-                    await link.aclose(ErrorCode.SERVER_SHUTTING_DOWN, "server stopping")
+        links = list(self._links)
+        for link in links:
+            link.close(ErrorCode.SERVER_SHUTTING_DOWN, "server stopping")
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.close_grace + 1.0):
+            for link in links:
+                await link.wait_closed()
         self._tg.cancel_scope.cancel()
         return await self._tg.__aexit__(exc_type, exc, tb)
 
@@ -219,7 +221,7 @@ class LinkHub:
             self._by_peer[key] = link
             if older is not None and older is not link:
                 # The peer restarted and linked again before the old link was found dead: the newer wins.
-                older._close_now(ErrorCode.SESSION_REPLACED, "the peer opened a newer link")
+                older.close(ErrorCode.SESSION_REPLACED, "the peer opened a newer link")
         if self._on_state is not None:
             self._on_state(link, old, new)
 
@@ -320,12 +322,13 @@ class LinkHub:
             else:
                 timed_out.append(peer)
                 late.add(link)
-        async with anyio.create_task_group() as tg:
-            for link in links:
-                if link in late:
-                    tg.start_soon(link.aclose, ErrorCode.SERVER_SHUTTING_DOWN, "drain timed out")
-                else:
-                    tg.start_soon(link.aclose, ErrorCode.OK, "deregistered")
+        for link in links:
+            if link in late:
+                link.close(ErrorCode.SERVER_SHUTTING_DOWN, "drain timed out")
+            else:
+                link.close(ErrorCode.OK, "deregistered")
+        for link in links:
+            await link.wait_closed()
         seconds = anyio.current_time() - start
         self._m.drain_seconds.observe(seconds)
         report = DrainReport(sorted(acked), sorted(timed_out), sorted(lost), seconds)
