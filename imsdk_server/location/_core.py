@@ -65,7 +65,14 @@ DeviceKey: TypeAlias = tuple[str, str]
 # ------------------------------------------------------------------------------------------- networks
 
 
-class Network(Enum):
+class _Enum(Enum):
+    """An enum hashed by identity: members are singletons, and ``Enum.__hash__`` (a Python-level hash of the
+    name) dominated the core's hot path, where states, inputs and networks key every table look-up."""
+
+    __hash__ = object.__hash__
+
+
+class Network(_Enum):
     """The network a device is connected over, as its client reports it."""
 
     WIFI = "wifi"
@@ -77,7 +84,7 @@ class Network(Enum):
     """Not reported (or no network); online only for subscribers accepting :attr:`NetworkClass.UNKNOWN`."""
 
 
-class NetworkClass(Enum):
+class NetworkClass(_Enum):
     """Networks that are alike. A reconnect within one class is a *similar* network."""
 
     WIFI = "wifi"
@@ -175,7 +182,7 @@ class DeviceOffline:
     """The session that ended; 0 matches any session on that server."""
 
 
-class ServerStatus(Enum):
+class ServerStatus(_Enum):
     """The failure detector's verdict about an access server (same values as the links' ``Health``)."""
 
     ALIVE = "alive"
@@ -207,7 +214,7 @@ class Subscription:
 # ------------------------------------------------------------------------------------------- outputs
 
 
-class NoticeKind(Enum):
+class NoticeKind(_Enum):
     ONLINE = "online"
     OFFLINE = "offline"
     MOVED = "moved"
@@ -291,7 +298,7 @@ Action: TypeAlias = Deliver | StorePut | StoreRemove
 # ------------------------------------------------------------------------------------------- state tables
 
 
-class DeviceState(Enum):
+class DeviceState(_Enum):
     ABSENT = "absent"
     ONLINE = "online"
     LINGERING = "lingering"
@@ -300,7 +307,7 @@ class DeviceState(Enum):
     RECOVERING = "recovering"
 
 
-class DeviceInput(Enum):
+class DeviceInput(_Enum):
     ONLINE = "online"
     """An online event for this device."""
     OFFLINE = "offline"
@@ -319,7 +326,7 @@ class DeviceInput(Enum):
     RECOVERY_OVER = "recovery_over"
 
 
-class Guard(Enum):
+class Guard(_Enum):
     ALWAYS = "always"
     HOLDING = "holding"
     """The device's published server is on hold."""
@@ -329,7 +336,7 @@ class Guard(Enum):
     DISCONNECTED = "disconnected"
 
 
-class Effect(Enum):
+class Effect(_Enum):
     PUBLISH = "publish"
     """Publish the actual presence (subscribers derive their notices)."""
     PUBLISH_OFFLINE = "publish_offline"
@@ -398,13 +405,13 @@ DEVICE_TRANSITIONS: Mapping[tuple[DeviceState, DeviceInput], tuple[Rule, ...]] =
 }
 
 
-class ServerState(Enum):
+class ServerState(_Enum):
     NORMAL = "normal"
     HOLD = "hold"
     DOWN = "down"
 
 
-class ServerInput(Enum):
+class ServerInput(_Enum):
     ALIVE = "alive"
     SUSPECT = "suspect"
     DOWN = "down"
@@ -412,7 +419,7 @@ class ServerInput(Enum):
     HOLD_TIMEOUT = "hold_timeout"
 
 
-class _ServerEffect(Enum):
+class _ServerEffect(_Enum):
     NONE = "none"
     HOLD = "hold"
     EXTEND = "extend"
