@@ -84,6 +84,8 @@ def decode_header(data: bytes) -> Header:
         doc = bson.decode(data)
     except (BSONError, ValueError, TypeError, OverflowError, IndexError, UnicodeDecodeError) as exc:
         raise MalformedHeader(f"BSON header does not decode: {exc}") from None
+    except Exception as exc:  # a foreign decoder fed hostile bytes: any failure means "malformed"
+        raise MalformedHeader(f"BSON header does not decode: {type(exc).__name__}: {exc}") from None
     biz = _int_field(doc, "biz", 1, UINT32_MAX)
     func = _int_field(doc, "func", 1, UINT32_MAX)
     u32 = [_int_field(doc, key, 0, UINT32_MAX) for key in _U32_FIELDS]

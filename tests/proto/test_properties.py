@@ -4,14 +4,16 @@ errors and never makes the decoder hold more than one maximum frame."""
 from __future__ import annotations
 
 import itertools
+import json
 
+import bson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imsdk_proto import errors, messages
-from imsdk_proto._buffer import MAX_PREAMBLE
+from imsdk_proto._buffer import MAX_PREAMBLE, encode_varint
 from imsdk_proto._frame import Frame, FrameDecoder, encode_frame, encode_raw
-from imsdk_proto._header import UINT32_MAX, UINT64_MAX, Header
+from imsdk_proto._header import HEADER_FIELDS, UINT32_MAX, UINT64_MAX, Header
 from imsdk_proto.codes import Biz, ChatFunc, Codec, Flags, SystemFunc
 from imsdk_proto.samples import voip_call_samples
 
@@ -136,6 +138,66 @@ def test_random_bodies_behind_valid_headers(body: bytes, biz_func: tuple[int, in
         assert frame is not None
         exc = _body_error(frame)
         assert exc is None or isinstance(exc, errors.MalformedBody)
+
+
+bson_values = st.one_of(
+    st.integers(-(1 << 63), (1 << 63) - 1),
+    st.text(max_size=10),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=True),
+    st.binary(max_size=10),
+    st.lists(st.integers(0, 5), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(-5, 5), max_size=2),
+)
+bson_headers = st.dictionaries(
+    st.sampled_from([*HEADER_FIELDS, "x", "$ref", "$id"]), bson_values, max_size=8
+).map(lambda d: {"biz": 1, "func": 1, **d} if len(d) % 2 else d)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=bson_headers)
+def test_arbitrary_bson_headers_decode_or_raise_malformed_header(doc: dict[str, object]) -> None:
+    raw = bson.encode(doc)
+    decoder = FrameDecoder(4096)
+    decoder.feed(b"\x11" + encode_varint(len(raw)) + b"\x00" + raw)
+    try:
+        frame = decoder.next_frame()
+    except errors.MalformedHeader:
+        return
+    assert frame is not None
+    for key in HEADER_FIELDS:
+        value = getattr(frame.header, key)
+        assert isinstance(value, str if key.endswith(("uid", "device")) else int)
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["call_id", "media", "codecs", "candidates", "ipv4", "type", "text", "x"]),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    doc=st.dictionaries(
+        st.sampled_from(["call_id", "media", "caller", "text", "image", "conv_seq"]), json_values
+    ),
+    code=st.sampled_from([(Biz.VOIP, 1), (Biz.SYNC, 2), (Biz.CHAT, 2)]),
+)
+def test_json_shaped_garbage_bodies_raise_only_malformed_body(
+    doc: dict[str, object], code: tuple[int, int]
+) -> None:
+    frame = Frame(Header(*code), Codec.BSON_JSON, json.dumps(doc).encode())
+    exc = _body_error(frame)
+    assert exc is None or isinstance(exc, errors.MalformedBody)
 
 
 def test_ping_is_tiny() -> None:
