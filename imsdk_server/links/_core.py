@@ -241,6 +241,8 @@ class LinkCore:
         "_detector",
         "_hello_deadline",
         "_ready_wanted",
+        "_recv_ok",
+        "_send_ok",
         "close_code",
         "close_reason",
         "config",
@@ -263,6 +265,8 @@ class LinkCore:
         self.config = config
         self.expect_server_id = expect_server_id
         self.state = S.IDLE
+        self._send_ok = False  # state in MAY_SEND / MAY_RECEIVE, kept as flags for the per-frame paths
+        self._recv_ok = False
         self.peer: LinkIdentity | None = None
         self.close_code: ErrorCode | None = None
         self.close_reason = ""
@@ -275,7 +279,7 @@ class LinkCore:
     @property
     def may_send(self) -> bool:
         """Whether local traffic may be sent now."""
-        return self.state in MAY_SEND
+        return self._send_ok
 
     @property
     def detector(self) -> FailureDetector | None:
@@ -323,8 +327,8 @@ class LinkCore:
 
     def on_send(self, now: float) -> None:
         """Local traffic is about to be sent: raise unless the link allows it (nothing then goes out)."""
-        state = self.state
-        if state not in MAY_SEND:
+        if not self._send_ok:
+            state = self.state
             if state is S.CLOSED:
                 raise LinkClosed(f"link closed: {self.close_reason}", self.close_code)
             raise LinkNotReady(f"link is {state.value}, not ready for traffic")
@@ -358,12 +362,12 @@ class LinkCore:
 
     def receive_data(self, now: float) -> list[LinkAction]:
         """A traffic frame arrived. An empty list means: deliver it. Otherwise the link is closing."""
-        state = self.state
-        if state in MAY_RECEIVE:
+        if self._recv_ok:
             det = self._detector
             assert det is not None
             heard = det.heard(now)
             return self._detector_actions(heard, now) if heard else []
+        state = self.state
         if state is S.CLOSED:
             return self._late(now)
         return self._violation(now, f"traffic from the peer in state {state.value}")
@@ -414,6 +418,8 @@ class LinkCore:
         old = self.state
         new = next_state(old, event)
         self.state = new
+        self._send_ok = new in MAY_SEND
+        self._recv_ok = new in MAY_RECEIVE
         return [StateChanged(old, new)] if new is not old else []
 
     def _send_ready(self, now: float) -> list[LinkAction]:

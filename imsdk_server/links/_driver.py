@@ -7,6 +7,7 @@ bounded FIFO buffer, written in batches), and the timer (one ``CancelScope`` who
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import deque
@@ -58,6 +59,15 @@ _ERROR = Flags.ERROR
 _READ_SIZE = 65536
 _DONE_STATES = frozenset({LinkState.DRAINED, LinkState.FINISHED, LinkState.CLOSED})
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+def _clock() -> Callable[[], float]:
+    """The event loop's clock as a plain function (what ``anyio.current_time`` reads, minus its dispatch
+    cost, which matters at one call per frame)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # not on asyncio (trio)
+        return anyio.current_time
 
 
 def _biz_label(biz: int) -> str:
@@ -144,6 +154,7 @@ class Link:
         self._flush_on_close = True
         self._scope: anyio.CancelScope | None = None
         self._timer_scope: anyio.CancelScope | None = None
+        self._now = _clock()
         self._m.states[core.state].inc()
 
     # -- what the application sees ---------------------------------------------------------------------------
@@ -196,12 +207,12 @@ class Link:
 
     def mark_ready(self) -> None:
         """The local side accepts traffic on this link."""
-        now = anyio.current_time()
+        now = self._now()
         self._apply(self.core.mark_ready(now), now)
 
     def drain(self) -> None:
         """Send not-ready (deregistration). :meth:`wait_drained` returns once the peer acked."""
-        now = anyio.current_time()
+        now = self._now()
         self._apply(self.core.drain(now), now)
 
     async def wait_ready(self) -> None:
@@ -224,7 +235,7 @@ class Link:
     def close(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
         """Start closing: the close frame carrying ``code`` goes out behind everything queued; the stream
         closes once the peer has read it (or ``close_grace`` passes); :meth:`wait_closed` waits for that."""
-        now = anyio.current_time()
+        now = self._now()
         self._apply(self.core.close(now, code, reason), now)
 
     async def aclose(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
@@ -239,16 +250,15 @@ class Link:
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
-                now = anyio.current_time()
+                now = self._now()
                 self._apply(self.core.start(now), now)
                 tg.start_soon(self._writer)
                 tg.start_soon(self._timer)
                 await self._reader()
         finally:
             if self.core.state is not LinkState.CLOSED:  # cancelled from outside
-                self._apply(
-                    self.core.close(anyio.current_time(), ErrorCode.SERVER_SHUTTING_DOWN, "cancelled"), 0
-                )
+                now = self._now()
+                self._apply(self.core.close(now, ErrorCode.SERVER_SHUTTING_DOWN, "cancelled"), now)
             self._m.send_buffer.dec(self._buffered)
             self._buffered = 0
             self._queue.clear()
@@ -293,7 +303,7 @@ class Link:
         header = frame.header
         biz = header.biz
         self._m.frame_in(biz).inc()
-        now = anyio.current_time()
+        now = self._now()
         if biz != _LINK:
             actions = self.core.receive_data(now)
             if actions:
@@ -363,7 +373,7 @@ class Link:
                 self._timer_scope = scope
                 await anyio.sleep_forever()
             self._timer_scope = None
-            now = anyio.current_time()
+            now = self._now()
             self._apply(core.handle_timer(now), now)
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -379,7 +389,7 @@ class Link:
             scope.deadline = deadline
 
     def _check(self) -> None:
-        self.core.on_send(anyio.current_time())
+        self.core.on_send(self._now())
         if self._closing:
             raise LinkClosed(f"link closing: {self.core.close_reason}", self.core.close_code)
 
@@ -473,7 +483,7 @@ class Link:
         self._space.set()
         if self._scope is not None:
             if self._flush_on_close:
-                self._scope.deadline = anyio.current_time() + self._cfg.close_grace
+                self._scope.deadline = self._now() + self._cfg.close_grace
             else:
                 self._scope.cancel()
         if self._wake is not None:
@@ -482,9 +492,9 @@ class Link:
     def _lost(self, code: ErrorCode, reason: str) -> None:
         """The transport is gone (or the peer closed with a reason): close without flushing."""
         self._flush_on_close = False
-        now = anyio.current_time()
+        now = self._now()
         self._apply(self.core.connection_lost(now, code, reason), now)
 
     def _close_now(self, code: ErrorCode, reason: str) -> None:
-        now = anyio.current_time()
+        now = self._now()
         self._apply(self.core.close(now, code, reason), now)
