@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from imsdk_server.location._core import DeviceKey, Network, Presence
-from imsdk_server.location._errors import PresenceStoreUnavailable
+from imsdk_server.location._errors import InvalidPresenceEvent, PresenceStoreUnavailable
 
 __all__ = ["MemoryPresenceStore", "PresenceStore", "RedisPresenceStore", "decode_presence", "encode_presence"]
 
@@ -73,11 +73,15 @@ def encode_presence(p: Presence) -> bytes:
 
 
 def decode_presence(uid: str, device: str, raw: bytes | str) -> Presence:
-    """The inverse of :func:`encode_presence`."""
-    d = json.loads(raw)
-    return Presence(
-        uid, device, int(d["s"]), int(d["x"]), Network(d["n"]), str(d["p"]), str(d["v"]), float(d["t"])
-    )
+    """The inverse of :func:`encode_presence`; :class:`InvalidPresenceEvent` for anything else."""
+    try:
+        d = json.loads(raw)
+        network = Network(d["n"])
+        return Presence(
+            uid, device, int(d["s"]), int(d["x"]), network, str(d["p"]), str(d["v"]), float(d["t"])
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidPresenceEvent(f"stored presence of {uid}/{device} does not decode: {exc}") from None
 
 
 class MemoryPresenceStore:
@@ -232,4 +236,11 @@ def _text(value: bytes | str) -> str:
 
 
 def _decode_hash(uid: str, raw: Mapping[bytes | str, bytes | str]) -> list[Presence]:
-    return sorted((decode_presence(uid, _text(dev), val) for dev, val in raw.items()), key=lambda p: p.device)
+    """A user's stored devices; an entry that does not decode (written by something else) is skipped."""
+    out: list[Presence] = []
+    for dev, val in raw.items():
+        try:
+            out.append(decode_presence(uid, _text(dev), val))
+        except InvalidPresenceEvent:
+            continue
+    return sorted(out, key=lambda p: p.device)

@@ -78,3 +78,25 @@ async def test_redis_unreachable_is_store_unavailable() -> None:
     with pytest.raises(PresenceStoreUnavailable):
         await store.intact()
     await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_entries_that_do_not_decode_are_skipped(
+    redis_store: RedisPresenceStore, redis_target: RedisTarget
+) -> None:
+    import redis.asyncio
+
+    from imsdk_server.location import InvalidPresenceEvent, Network, Presence, decode_presence
+
+    p = Presence("alice", "phone", 1, 1, Network.G4)
+    await redis_store.apply({p.key: p})
+    raw = redis.asyncio.Redis.from_url(redis_target.url)
+    try:
+        await raw.hset(f"{redis_target.prefix}u:alice", "junk", b"not json")
+        await raw.hset(f"{redis_target.prefix}u:alice", "odd", b'{"s": 1}')
+    finally:
+        await raw.aclose()
+    assert await redis_store.devices("alice") == [p]
+    assert await redis_store.load_all() == [p]
+    with pytest.raises(InvalidPresenceEvent):
+        decode_presence("a", "d", b'{"n": "6g"}')
