@@ -9,6 +9,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
+from trio.testing import MockClock
 
 from imsdk_client._auth import AuthClient, refresh_due
 from imsdk_client._errors import (
@@ -192,3 +193,37 @@ def test_error_from_response_table() -> None:
         assert isinstance(err, IMClientError)
         assert err.status == status
     assert error_from_response(429, {"error": {"code": 601}}, "12").retry_after == 12  # type: ignore[attr-defined]
+
+
+class TrioClock(Clock):
+    """Unix time that follows trio's (virtual) clock, for the client and the server alike."""
+
+    def __call__(self) -> float:
+        import trio
+
+        return self.now + trio.current_time()
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-virtual-time")],
+)
+async def test_keep_fresh_refreshes_in_the_background(anyio_backend: object) -> None:
+    import anyio
+
+    clock = TrioClock()
+    service = await make_service(clock)
+    async with client_of(service, clock) as c:
+        await c.register("alice", PASSWORD, "Alice")
+        first = await c.login("alice", PASSWORD, "d")
+        async with anyio.create_task_group() as tg:
+            await tg.start(c.keep_fresh)
+            await anyio.sleep(0.8 * LIFE + 1)  # virtual: jumps at once
+            assert c.token is not None
+            second = c.token
+            assert second.token != first.token
+            await anyio.sleep(0.8 * LIFE + 1)
+            assert c.token.token != second.token
+            await service.verify(c.token.token)  # still good long after the first token expired
+            tg.cancel_scope.cancel()
+    await service.aclose()
