@@ -153,5 +153,5 @@ def test_open_database_and_dsn() -> None:
         "database": "imsdk",
     }
     for bad in ("postgres://x/y", "mysql://host:3306/"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="DSN"):
             parse_mysql_dsn(bad)
