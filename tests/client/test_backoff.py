@@ -63,10 +63,10 @@ def test_two_clients_with_different_seeds_spread_out() -> None:
     [{"base": 0.0}, {"base": -1.0}, {"base": 5.0, "cap": 1.0}, {"multiplier": 0.5}],
 )
 def test_bad_configuration_is_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backoff needs"):
         BackoffConfig(**kwargs)
 
 
 def test_attempt_zero_has_no_ceiling() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="counted from 1"):
         BackoffConfig().ceiling(0)

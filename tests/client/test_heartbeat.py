@@ -60,7 +60,8 @@ def test_nothing_is_due_before_the_deadline() -> None:
     hb.ping_sent(65.0)
     assert hb.handle_timer(74.999) is None
     assert hb.handle_timer(75.0) is HeartbeatDue.DEAD
-    assert hb.next_deadline() is None and not hb.running
+    assert hb.next_deadline() is None
+    assert not hb.running
 
 
 def test_fixed_interval_is_kept_below_the_idle_timeout() -> None:
@@ -86,9 +87,10 @@ def test_adaptive_grows_until_a_probe_fails_then_settles_one_step_back() -> None
         run_round(hb, answered=True)
     assert intervals == [30.0, 30.0, 60.0, 60.0]
     assert hb.interval == 90.0
-    at, verdict = run_round(hb, answered=False)  # the operator's NAT forgets us somewhere in 60..90
+    _at, verdict = run_round(hb, answered=False)  # the operator's NAT forgets us somewhere in 60..90
     assert verdict is HeartbeatDue.DEAD
-    assert hb.learnt("4g") == 60.0 and hb.is_settled("4g")
+    assert hb.learnt("4g") == 60.0
+    assert hb.is_settled("4g")
     hb.start(200.0, "4g", server_interval=60.0, idle_timeout=300.0)
     for _ in range(5):
         run_round(hb, answered=True)
@@ -146,5 +148,5 @@ def test_busy_line_pongs_do_not_teach_anything() -> None:
     [{"min_interval": 0.0}, {"min_interval": 50.0, "max_interval": 40.0}, {"step": 0.0}, {"grow_after": 0}],
 )
 def test_bad_configuration_is_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be|heartbeat needs"):
         HeartbeatConfig(**kwargs)  # type: ignore[arg-type]
