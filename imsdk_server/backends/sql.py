@@ -328,7 +328,20 @@ class MySQLDatabase(SQLDatabase):
         try:
             if conn is None:
                 conn = self._connect()
-            conn.begin()
+                conn.begin()
+            else:
+                try:
+                    conn.begin()
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError):
+                    # An idle pooled connection the server closed (wait_timeout, restart): nothing ran on it
+                    # yet, so dial afresh once.
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+                    conn = None
+                    conn = self._connect()
+                    conn.begin()
             try:
                 result = fn(_MySQLCursor(conn))
             except BaseException:

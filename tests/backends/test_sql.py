@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from imsdk_server.backends.sql import (
@@ -135,9 +137,12 @@ async def test_mysql_recovers_after_connection_loss(mysql_db: MySQLTarget) -> No
     with admin.cursor() as cur:
         cur.execute("KILL %s", (row[0],))
     admin.close()
-    with pytest.raises(StorageUnavailable):
-        await db.fetchone("SELECT 1")
-    assert await db.fetchone("SELECT 1") == (1,)  # a fresh connection is dialled
+    # The killed connection was idle in the pool: the next call notices before running anything and dials
+    # afresh, so the caller sees no error at all.
+    assert await db.fetchone("SELECT 1") == (1,)
+    row2 = await db.fetchone("SELECT CONNECTION_ID()")
+    assert row2 is not None
+    assert row2 != row
     await db.aclose()
 
 
@@ -155,3 +160,34 @@ def test_open_database_and_dsn() -> None:
     for bad in ("postgres://x/y", "mysql://host:3306/"):
         with pytest.raises(ValueError, match="DSN"):
             parse_mysql_dsn(bad)
+
+
+@pytest.mark.mysql
+async def test_mysql_connection_lost_mid_query_is_storage_unavailable(mysql_db: MySQLTarget) -> None:
+    import pymysql
+
+    t = mysql_db
+    db = MySQLDatabase(host=t.host, port=t.port, user=t.user, password=t.password, database=t.database)
+    row = await db.fetchone("SELECT CONNECTION_ID()")
+    assert row is not None
+
+    def kill_when_sleeping() -> None:
+        admin = pymysql.connect(host=t.host, port=t.port, user=t.user, password=t.password, autocommit=True)
+        try:
+            with admin.cursor() as cur:
+                for _ in range(200):
+                    cur.execute("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s", (row[0],))
+                    state = cur.fetchone()
+                    if state is not None and state[0] == "Query":
+                        cur.execute("KILL %s", (row[0],))
+                        return
+                    time.sleep(0.01)
+        finally:
+            admin.close()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, kill_when_sleeping)
+        with pytest.raises(StorageUnavailable):
+            await db.fetchone("SELECT SLEEP(5)")
+    assert await db.fetchone("SELECT 1") == (1,)  # and the next call works on a fresh connection
+    await db.aclose()
