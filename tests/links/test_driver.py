@@ -498,3 +498,30 @@ async def test_links_over_tls(tmp_path: Path) -> None:
         await plain.send(hello_frame(A2))
         assert await plain.recv() is None
         assert router.link_to(ACCESS, 8) is None
+
+
+async def test_a_failing_handler_is_counted_and_the_link_stays_up() -> None:
+    seen: list[int] = []
+    done = anyio.Event()
+
+    async def handler(link: Link, frame: Frame) -> None:
+        seen.append(frame.header.seq)
+        if frame.header.seq == 1:
+            raise ValueError("application bug")
+        if frame.header.seq == 2:
+            done.set()
+
+    metrics = Metrics()
+    async with (
+        LinkHub(R, config=FAST, handler=handler, metrics=metrics) as router,
+        LinkHub(A, config=FAST) as access,
+    ):
+        link = await access.connect(*await router.listen())
+        await link.wait_ready()
+        for seq in range(3):
+            await link.send(chat(seq))
+        with anyio.fail_after(10):
+            await done.wait()
+        assert link.state is LinkState.READY
+    assert seen == [0, 1, 2]
+    assert metrics.value("links_handler_errors_total") == 1
