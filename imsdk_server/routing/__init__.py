@@ -15,6 +15,19 @@ from imsdk_server.routing._core import RouterCore as RouterCore
 from imsdk_server.routing._core import SendFrame as SendFrame
 from imsdk_server.routing._core import StoreAck as StoreAck
 from imsdk_server.routing._core import stamp_body as stamp_body
+from imsdk_server.routing._service import ACCESS_ROLE as ACCESS_ROLE
+from imsdk_server.routing._service import ROUTER_ROLE as ROUTER_ROLE
+from imsdk_server.routing._service import Downstream as Downstream
+from imsdk_server.routing._service import DownstreamUnavailable as DownstreamUnavailable
+from imsdk_server.routing._service import LinkDownstream as LinkDownstream
+from imsdk_server.routing._service import LocalDownstream as LocalDownstream
+from imsdk_server.routing._service import LocationPresence as LocationPresence
+from imsdk_server.routing._service import NoticeStream as NoticeStream
+from imsdk_server.routing._service import PresenceAnswer as PresenceAnswer
+from imsdk_server.routing._service import PresenceSource as PresenceSource
+from imsdk_server.routing._service import RouterServer as RouterServer
+from imsdk_server.routing._service import RouterService as RouterService
+from imsdk_server.routing._service import UserDirectory as UserDirectory
 from imsdk_server.routing._store import AppendResult as AppendResult
 from imsdk_server.routing._store import InvalidMessage as InvalidMessage
 from imsdk_server.routing._store import MessageStore as MessageStore
@@ -31,28 +44,41 @@ from imsdk_server.routing._store_sql import open_message_store as open_message_s
 from imsdk_server.routing._writer import GroupCommitWriter as GroupCommitWriter
 
 __all__ = [
+    "ACCESS_ROLE",
+    "ROUTER_ROLE",
     "SCHEMA_VERSION",
     "Action",
     "AppendMessage",
     "AppendResult",
     "CachedMessageStore",
     "DeviceLocation",
+    "Downstream",
+    "DownstreamUnavailable",
     "GroupCommitWriter",
     "InvalidMessage",
+    "LinkDownstream",
     "LoadPending",
     "LoadRange",
+    "LocalDownstream",
+    "LocationPresence",
     "MessageStore",
     "MessageStoreError",
     "NewMessage",
+    "NoticeStream",
     "PendingCursor",
+    "PresenceAnswer",
+    "PresenceSource",
     "QueryPresence",
     "RouterConfig",
     "RouterCore",
+    "RouterServer",
+    "RouterService",
     "SQLMessageStore",
     "SchemaMismatch",
     "SendFrame",
     "StoreAck",
     "StoredRecord",
+    "UserDirectory",
     "conversation_id",
     "conversation_members",
     "open_message_store",
