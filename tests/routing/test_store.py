@@ -8,7 +8,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from imsdk_server.backends.sql import MySQLDatabase, SQLiteDatabase, StorageUnavailable
+from imsdk_server.backends.sql import MySQLDatabase, SQLiteDatabase
 from imsdk_server.routing import (
     MessageStore,
     SchemaMismatch,
@@ -97,8 +97,12 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.aclose()
 
 
-async def test_mysql_connection_killed_mid_run_then_recovers(mysql_db: MySQLTarget) -> None:
-    """A connection the server drops fails that call with StorageUnavailable; the next call redials."""
+async def test_mysql_pooled_connection_killed_between_calls_is_redialled(mysql_db: MySQLTarget) -> None:
+    """A pooled connection the server dropped is redialled before anything runs on it: nothing is lost.
+
+    (A connection lost in the middle of a transaction fails that call with StorageUnavailable; that case is
+    covered by the SQL helper's own tests.)
+    """
     store = SQLMessageStore(_mysql(mysql_db, max_connections=1))
     await store.setup()
     await store.append([msg("a", "b", 1)])
@@ -112,11 +116,12 @@ async def test_mysql_connection_killed_mid_run_then_recovers(mysql_db: MySQLTarg
             cur.execute(f"KILL {int(row[0])}")
     finally:
         admin.close()
-    with pytest.raises(StorageUnavailable):
-        await store.append([msg("a", "b", 2)])
-    assert await store.last_seq(conversation_id("a", "b")) == 1  # nothing of the failed call committed
     (res,) = await store.append([msg("a", "b", 2)])
     assert (res.conv_seq, res.duplicate) == (2, False)
+    new_row = await store.database.fetchone("SELECT CONNECTION_ID()")
+    assert new_row is not None
+    assert new_row[0] != row[0]
+    assert await store.last_seq(conversation_id("a", "b")) == 2
     await store.aclose()
 
 
