@@ -66,11 +66,13 @@ class DrainReport:
     """Peers whose link closed during the drain before acking (died, reset)."""
     seconds: float = 0.0
     """From the start of the deregistration to the last link closed."""
+    registry_error: str = ""
+    """Why removing the entry from the registry failed (the drain went on regardless), or empty."""
 
     @property
     def complete(self) -> bool:
-        """Every peer acked in time."""
-        return not self.timed_out and not self.lost
+        """The registry entry was removed and every peer acked in time."""
+        return not self.timed_out and not self.lost and not self.registry_error
 
 
 class LinkHub:
@@ -293,13 +295,20 @@ class LinkHub:
         4. flush every send buffer, close every link, and report.
         """
         start = anyio.current_time()
+        registry_error = ""
         if registry is not None:
-            if isinstance(registry, Deregistrar):
-                await registry.deregister(self.identity.server_id if key is None else key)
-            else:
-                result = registry()
-                if inspect.isawaitable(result):
-                    await result
+            try:
+                if isinstance(registry, Deregistrar):
+                    await registry.deregister(self.identity.server_id if key is None else key)
+                else:
+                    result = registry()
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception as exc:
+                # Draining anyway is the safer choice: the peers stop sending to us in order, and an
+                # ephemeral registry entry disappears with our registry session when the process exits.
+                registry_error = f"{type(exc).__name__}: {exc}"
+                log.warning("deregistration: removing the registry entry failed: %s", registry_error)
         self._stop_listening()
         links = list(self._links)
         peers: dict[Link, tuple[int, int]] = {}
@@ -331,7 +340,7 @@ class LinkHub:
             await link.wait_closed()
         seconds = anyio.current_time() - start
         self._m.drain_seconds.observe(seconds)
-        report = DrainReport(sorted(acked), sorted(timed_out), sorted(lost), seconds)
+        report = DrainReport(sorted(acked), sorted(timed_out), sorted(lost), seconds, registry_error)
         if not report.complete:
             log.warning("deregistration incomplete: %s", report)
         return report

@@ -525,3 +525,21 @@ async def test_a_failing_handler_is_counted_and_the_link_stays_up() -> None:
         assert link.state is LinkState.READY
     assert seen == [0, 1, 2]
     assert metrics.value("links_handler_errors_total") == 1
+
+
+async def test_a_failing_registry_is_reported_and_the_drain_still_happens() -> None:
+    async with (
+        MemoryRegistry() as registry,
+        LinkHub(R, config=FAST) as router,
+        LinkHub(A, config=FAST) as access,
+    ):
+        link = await access.connect(*await router.listen())
+        await link.wait_ready()
+        # Never registered: the registry refuses to remove the entry.
+        report = await router.deregister(
+            registry, key=ServerInfo("router", 21, "r", "cn", "127.0.0.1", 1).key
+        )
+        await link.wait_closed()
+    assert report.registry_error.startswith("NotRegistered")
+    assert report.acked == [(ACCESS, 7)]
+    assert not report.complete
