@@ -25,6 +25,7 @@ from imsdk_client._core.race import (
     RacePlan,
     Won,
 )
+from imsdk_client._errors import TransportError
 
 __all__ = [
     "AllAccessPointsFailed",
@@ -43,7 +44,7 @@ Connector = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
 Handshake = Callable[[anyio.abc.ByteStream, Endpoint], Awaitable[T]]
 
 
-class AllAccessPointsFailed(Exception):
+class AllAccessPointsFailed(TransportError):
     """Every access point of a race (or of every round of :func:`race_with_refresh`) failed.
 
     :attr:`failures` lists each endpoint tried and why it failed; the caller should fetch a fresh list.
