@@ -17,8 +17,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream
 
-from imsdk_proto._frame import Frame, FrameDecoder, encode_frame, encode_raw
-from imsdk_proto._header import Header
+from imsdk_proto import Frame, FrameDecoder, Header, encode_frame, encode_raw
 from imsdk_proto.codes import Biz, Codec, ErrorCode, Flags, LinkFunc
 from imsdk_proto.errors import ProtocolError
 from imsdk_proto.messages import (

@@ -7,8 +7,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream
 
-from imsdk_proto._frame import Frame, FrameDecoder, encode_frame
-from imsdk_proto._header import Header
+from imsdk_proto import Frame, FrameDecoder, Header, encode_frame
 from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, Flags, LinkFunc
 from imsdk_proto.messages import ChatText, LinkHello, LinkProbeAck, LinkReady
 from imsdk_server.links import LinkConfig, LinkIdentity

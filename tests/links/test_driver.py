@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from imsdk_proto._frame import Frame, FrameDecoder, encode_frame, encode_raw
-from imsdk_proto._header import Header
+from imsdk_proto import Frame, FrameDecoder, Header, encode_frame, encode_raw
 from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, Flags, LinkFunc
 from imsdk_proto.errors import ProtocolError
 from imsdk_proto.messages import ChatText, LinkHeartbeat, LinkProbe
