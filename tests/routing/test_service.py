@@ -383,3 +383,13 @@ async def test_idle_after_work_and_catch_up_cancelled_by_offline(tmp_path: Path)
         with anyio.fail_after(5):
             await s.service.wait_idle()
         assert s.service.idle
+
+
+def test_service_surface_is_exported() -> None:
+    import imsdk_server.routing as routing
+    from imsdk_server.routing import _service
+
+    assert set(_service.__all__) <= set(routing.__all__)
+    for name in _service.__all__:
+        assert getattr(routing, name) is getattr(_service, name)
+    assert isinstance(LocalDownstream(), routing.Downstream)
