@@ -1,0 +1,583 @@
+"""Assembling server roles in one process: every role (``imsdk serve all``) or any subset of them.
+
+:class:`AllInOne` is an async context manager. Entering it starts the roles in dependency order, each
+*registered → linked → ready*; leaving it stops them in reverse, every server going through the not-ready
+drain of the lifecycle so that nothing in flight is lost:
+
+======================  =====================================================================================
+start (in this order)   what happens
+======================  =====================================================================================
+HTTP socket             ``--http`` is bound first, so a port in use fails before anything else starts
+backends                registry and queue clients (one shared in-process hub each for ``memory``)
+auth                    the auth service (users, tokens) and its revocation refresher
+location                the presence service, fed from the queue
+router                  the message router: listens for links, registers ``REGISTERED``, then ``READY``
+access manager          consumes load reports, follows the registry
+access server           listens on ``--tcp``, registers, dials every router in the registry over a link,
+                        waits until the links are ready, goes ``READY`` and publishes a first load report
+HTTP                    one listener: auth + access manager routes, ``/metrics``, ``/healthz``
+======================  =====================================================================================
+
+Stopping: the access server leaves the registry, tells its clients the server is going away
+(``SERVER_SHUTTING_DOWN``), sends not-ready on its links and waits for the acks; the router does the same on
+its side; then HTTP, the access manager, location and auth stop, and the backends close.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import anyio.abc
+
+from imsdk_proto.messages import ServerRole
+from imsdk_server.allinone._config import AllInOneConfig, component_config
+from imsdk_server.allinone._http import (
+    ASGIApp,
+    PathDispatch,
+    bind_socket,
+    health_app,
+    metrics_app,
+    serve_http,
+)
+from imsdk_server.backends._open import open_queue, open_registry, parse_backend_url
+from imsdk_server.config import ConfigError, HostPort, parse_host_port
+from imsdk_server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from imsdk_server.access import AccessServer, Identity
+    from imsdk_server.access_manager import AccessManager
+    from imsdk_server.auth import AuthService, TokenVerifier, UserStore
+    from imsdk_server.backends.queue import Queue
+    from imsdk_server.backends.registry import Registry, ServerInfo
+    from imsdk_server.links import LinkHub
+    from imsdk_server.location import LocationService
+
+__all__ = ["ROLES", "AllInOne", "StartupError"]
+
+log = logging.getLogger("imsdk_server.allinone")
+
+#: Every role ``imsdk serve`` knows, in start order.
+ROLES: tuple[str, ...] = ("auth", "location", "router", "access-manager", "access")
+
+_ACCESS_LINK_ROLE = int(ServerRole.SERVER_ROLE_ACCESS)
+_ROUTER_LINK_ROLE = int(ServerRole.SERVER_ROLE_INSTANT_ROUTER)
+#: Registry roles of the back-ends an access server links to, with the link role their hellos name.
+_BACKEND_ROLES: dict[str, int] = {"router": _ROUTER_LINK_ROLE}
+_LINK_WAIT = 5.0
+_REDIAL_INTERVAL = 1.0
+
+
+class StartupError(ConfigError):
+    """A role cannot start with this configuration (e.g. no key ring to verify tokens with)."""
+
+
+@dataclass
+class _Task:
+    name: str
+    scope: anyio.CancelScope
+    done: anyio.Event
+    stop: Callable[[], None] | None = None
+
+
+class AllInOne:
+    """Some or all server roles in this process, started and stopped in order.
+
+    ``roles`` is a subset of :data:`ROLES` (default: all). Use it as ``async with AllInOne(config) as s:``;
+    :attr:`http_address` and :attr:`tcp_address` are then the bound addresses.
+    """
+
+    def __init__(
+        self, config: AllInOneConfig, *, roles: Iterable[str] = ROLES, metrics: Metrics | None = None
+    ) -> None:
+        wanted = set(roles)
+        unknown = sorted(wanted - set(ROLES))
+        if unknown:
+            raise ConfigError(f"unknown role(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
+        if not wanted:
+            raise ConfigError("no role to serve")
+        self.config = config
+        self.roles: tuple[str, ...] = tuple(r for r in ROLES if r in wanted)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.http_address: tuple[str, int] | None = None
+        self.tcp_address: tuple[str, int] | None = None
+        self.registry: Registry | None = None
+        self.queue: Queue | None = None
+        self.auth: AuthService | None = None
+        self.location: LocationService | None = None
+        self.router: Any = None
+        self.access: AccessServer | None = None
+        self.access_hub: LinkHub | None = None
+        self.access_info: ServerInfo | None = None
+        self.access_manager: AccessManager | None = None
+        self.state = "stopped"
+        self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._tasks: list[_Task] = []
+        self._token_verifier: TokenVerifier | None = None
+        self._users: UserStore | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.state = "starting"
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        self._stack = stack
+        try:
+            await self._start(stack)
+        except BaseException as exc:
+            self.state = "stopping"
+            with anyio.CancelScope(shield=True):
+                await self._stop_tasks()
+            # Not shielded: the task groups on the stack must exit in the scope they were entered in.
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            self._stack = None
+            self.state = "stopped"
+            raise
+        self.state = "ready"
+        log.info("serving %s (http %s, tcp %s)", ", ".join(self.roles), self.http_address, self.tcp_address)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self.state = "stopping"
+        stack = self._stack
+        self._stack = None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._stop_tasks()
+        finally:
+            # Not shielded: the task groups on the stack must exit in the scope they were entered in.
+            if stack is not None:
+                await stack.__aexit__(exc_type, exc, tb)
+        self.state = "stopped"
+        return None
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        cfg = self.config
+        sock = bind_socket(cfg.http.host, cfg.http.port)
+        stack.callback(sock.close)
+        self._tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(self._tg.cancel_scope.cancel)  # runs before the task group exits
+        if cfg.data is not None:
+            Path(cfg.data).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - start-up only
+        await self._open_backends(stack)
+        if "auth" in self.roles:
+            await self._start_auth(stack)
+        if "location" in self.roles or "router" in self.roles:
+            await self._start_location()
+        if "router" in self.roles:
+            await self._start_router(stack)
+        if "access-manager" in self.roles:
+            await self._start_access_manager()
+        if "access" in self.roles:
+            await self._start_access(stack)
+        self.http_address = await self._spawn("http", serve_http, self._http_app(), sock)
+
+    async def _spawn(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[Any]],
+        *args: Any,
+        stop: Callable[[], None] | None = None,
+    ) -> Any:
+        """Start ``fn(*args, task_status=…)`` in its own cancel scope; return what it reports as started."""
+        assert self._tg is not None
+        task = _Task(name, anyio.CancelScope(), anyio.Event(), stop)
+
+        async def runner(*, task_status: anyio.abc.TaskStatus[Any]) -> None:
+            try:
+                with task.scope:
+                    await fn(*args, task_status=task_status)
+            finally:
+                task.done.set()
+
+        value = await self._tg.start(runner)
+        self._tasks.append(task)
+        return value
+
+    async def _stop_tasks(self) -> None:
+        """Stop the started tasks in reverse order, each fully before the next."""
+        while self._tasks:
+            task = self._tasks.pop()
+            if task.name == "access":
+                await self._leave_access()
+            if task.stop is not None:
+                task.stop()  # an orderly stop of its own (the router drains its links)
+                with anyio.move_on_after(self.config.drain_timeout + 5.0):
+                    await task.done.wait()
+            task.scope.cancel()
+            await task.done.wait()
+
+    # -- backends --------------------------------------------------------------------------------------------
+
+    async def _open_backends(self, stack: AsyncExitStack) -> None:
+        cfg = self.config
+        from imsdk_server.backends.queue import MemoryQueueHub
+        from imsdk_server.backends.registry import MemoryRegistryHub
+
+        self.registry = await open_registry(cfg.registry, hub=MemoryRegistryHub(), metrics=self.metrics)
+        stack.push_async_callback(self.registry.aclose)
+        self.queue = open_queue(cfg.queue, hub=MemoryQueueHub(metrics=self.metrics), metrics=self.metrics)
+        stack.push_async_callback(self.queue.aclose)
+
+    def _cache_redis(self) -> tuple[str | None, str]:
+        url = parse_backend_url("cache", self.config.cache)
+        return (url.url, url.prefix) if url.engine == "redis" else (None, url.prefix)
+
+    async def _user_store(self, stack: AsyncExitStack) -> UserStore | None:
+        """The user store for the router's "does this uid exist": the auth service's, or the shared
+        database's; ``None`` when there is no shared database (every uid then counts as known)."""
+        if self.auth is not None:
+            return self.auth.store
+        location = self.config.database_location()
+        if location == ":memory:":
+            return None
+        from imsdk_server.auth import SQLUserStore
+
+        store = await SQLUserStore.open(location)
+        stack.push_async_callback(store.aclose)
+        return store
+
+    def _verifier(self) -> TokenVerifier:
+        """The pure v2 token verifier: the auth service's, or one over the key ring on disk."""
+        if self._token_verifier is not None:
+            return self._token_verifier
+        from imsdk_server.auth import KeyRing, TokenVerifier
+
+        path = self.config.key_file_path()
+        if path is None or not path.exists():
+            where = f"at {path}" if path is not None else "configured"
+            raise StartupError(
+                f"no token key ring {where}: give --key-file (the auth server's auth-keys.json) or --data"
+            )
+        try:
+            ring = KeyRing.load(path)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"cannot read the key ring {path}: {exc}") from None
+        self._token_verifier = TokenVerifier(ring)
+        return self._token_verifier
+
+    # -- auth ------------------------------------------------------------------------------------------------
+
+    async def _start_auth(self, stack: AsyncExitStack) -> None:
+        from imsdk_server.auth import AuthConfig, AuthService
+
+        cfg = self.config
+        redis_url, prefix = self._cache_redis()
+        auth_cfg = component_config(
+            cfg,
+            AuthConfig,
+            "auth",
+            host=cfg.http.host,
+            port=cfg.http.port,
+            data_dir=cfg.data,
+            database=cfg.database_location(),
+            redis_url=redis_url,
+            redis_prefix=prefix,
+            key_file=cfg.key_file_path(),
+        )
+        self.auth = await AuthService.from_config(auth_cfg, metrics=self.metrics.child("auth"))
+        stack.push_async_callback(self.auth.aclose)
+        self._token_verifier = self.auth.verifier
+        await self._spawn("auth", self.auth.run_background)
+
+    # -- location and router ---------------------------------------------------------------------------------
+
+    async def _start_location(self) -> None:
+        from imsdk_server.location import LocationConfig, LocationService, PresenceStore
+        from imsdk_server.location._store import MemoryPresenceStore, RedisPresenceStore
+
+        cfg = self.config
+        name = cfg.name or "location"
+        loc_cfg = component_config(cfg, LocationConfig, "location", server_id=name)
+        redis_url, _ = self._cache_redis()
+        store: PresenceStore
+        if redis_url is not None:
+            store = RedisPresenceStore(redis_url, prefix=loc_cfg.store_prefix)
+        else:
+            store = MemoryPresenceStore()
+        self.location = LocationService(loc_cfg, store=store, queue=self.queue, metrics=self.metrics)
+        await self._spawn("location", self.location.run)
+
+    async def _start_router(self, stack: AsyncExitStack) -> None:
+        from imsdk_server.routing import LocationPresence, RouterConfig, RouterServer, open_message_store
+
+        cfg = self.config
+        assert self.registry is not None
+        assert self.location is not None
+        router_id = cfg.router_id or await self.registry.allocate_server_id()
+        router_cfg = component_config(cfg, RouterConfig, "router", server_id=router_id)
+        store = open_message_store(cfg.database_location(), metrics=self.metrics)
+        stack.push_async_callback(store.aclose)
+        await store.setup()
+        presence = LocationPresence(self.location, users=await self._user_store(stack))
+        router = RouterServer(
+            router_cfg,
+            store,
+            presence,
+            registry=self.registry,
+            domain=cfg.domain,
+            name=cfg.name or f"router-{router_id}",
+            host=cfg.link_host,
+            metrics=self.metrics,
+            drain_timeout=cfg.drain_timeout,
+        )
+        self.router = router
+        await self._spawn("router", router.serve, stop=router.stop)
+
+    # -- access server ---------------------------------------------------------------------------------------
+
+    async def _start_access(self, stack: AsyncExitStack) -> None:
+        from imsdk_server.access import (
+            AccessConfig,
+            AccessServer,
+            LinkRoutes,
+            LocalTokenVerifier,
+            RemoteTokenVerifier,
+            RoutingTable,
+            TokenRouter,
+        )
+        from imsdk_server.access import TokenVerifier as AccessTokenVerifier
+        from imsdk_server.backends.registry import ServerInfo
+        from imsdk_server.links import LinkHub, LinkIdentity
+
+        cfg = self.config
+        assert self.registry is not None
+        access_id = cfg.access_id or await self.registry.allocate_server_id()
+        access_cfg = component_config(
+            cfg,
+            AccessConfig,
+            "access",
+            server_id=access_id,
+            host=cfg.tcp.host,
+            port=cfg.tcp.port,
+            region=cfg.region,
+            isp=cfg.isp,
+            advertised_address=cfg.advertised or None,
+        )
+        v1: AccessTokenVerifier
+        if self.auth is not None:
+            v1 = _ServiceVerifier(self.auth)
+        else:
+            remote = RemoteTokenVerifier(cfg.auth_url())
+            stack.push_async_callback(remote.aclose)
+            v1 = remote
+        verifier = TokenRouter(v2=LocalTokenVerifier(self._verifier()), v1=v1)
+        routes = RoutingTable()
+        server = AccessServer(access_cfg, verifier, routes=routes, queue=self.queue, metrics=self.metrics)
+        self.access = server
+        host, port = await self._spawn("access", server.serve)
+        self.tcp_address = (host, port)
+        if not access_cfg.advertised_address:
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            access_cfg.advertised_address = str(HostPort(shown, port))
+        name = cfg.name or f"access-{access_id}"
+        hub = LinkHub(
+            LinkIdentity(_ACCESS_LINK_ROLE, access_id, name, cfg.domain),
+            handler=server.on_link_frame,
+            on_state=LinkRoutes(routes).on_state,
+            metrics=self.metrics,
+        )
+        self.access_hub = await stack.enter_async_context(hub)
+        link_host, link_port = await hub.listen(cfg.link_host, 0)
+        client = parse_host_port(access_cfg.advertised_address)
+        info = ServerInfo(
+            role="access",
+            server_id=access_id,
+            name=name,
+            domain=cfg.domain,
+            host=link_host,
+            port=link_port,
+            client_host=client.host,
+            client_port=client.port,
+            region=cfg.region,
+            isp=cfg.isp,
+        )
+        await self.registry.register(info)
+        self.access_info = info
+        # Link to every back-end registered now before saying ready, then follow the registry.
+        for role in _BACKEND_ROLES:
+            for peer in await self.registry.list_servers(cfg.domain, role):
+                await self._dial(role, peer, wait=True)
+        await self._spawn("access-links", self._follow_backends)
+        from imsdk_server.backends.registry import ServerState
+
+        self.access_info = await self.registry.set_state(info.key, ServerState.READY)
+        # A first load report at once, so that the access manager offers this server without waiting for
+        # the periodic one.
+        if self.queue is not None:
+            report = server.load_report(anyio.current_time(), 0.0)
+            with anyio.move_on_after(_LINK_WAIT):
+                await self.queue.publish(access_cfg.load_topic, report.SerializeToString())
+
+    async def _dial(self, role: str, peer: ServerInfo, *, wait: bool = False) -> None:
+        from imsdk_server.backends.registry import ServerState
+
+        hub = self.access_hub
+        if hub is None or peer.state is ServerState.NOT_READY:
+            return
+        if hub.link_to(_BACKEND_ROLES[role], peer.server_id) is not None:
+            return
+        try:
+            link = await hub.connect(peer.host, peer.port, expect_server_id=peer.server_id)
+        except OSError as exc:
+            log.warning("cannot link to %s %d at %s:%d: %s", role, peer.server_id, peer.host, peer.port, exc)
+            return
+        if wait:
+            with anyio.move_on_after(_LINK_WAIT):
+                await link.wait_ready()
+
+    async def _follow_backends(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Keep a link to every registered back-end: dial new ones, redial lost ones while registered."""
+        from imsdk_server.backends.registry import RegistryError
+
+        assert self.registry is not None
+        registry = self.registry
+        latest: dict[str, tuple[ServerInfo, ...]] = {}
+        changed = anyio.Event()
+
+        async def watch(role: str) -> None:
+            nonlocal changed
+            while True:
+                try:
+                    async with registry.watch_servers(self.config.domain, role) as snapshots:
+                        async for snapshot in snapshots:
+                            latest[role] = snapshot
+                            changed.set()
+                except RegistryError as exc:
+                    log.warning("registry watch of %s failed: %r", role, exc)
+                await anyio.sleep(_REDIAL_INTERVAL)
+
+        async with anyio.create_task_group() as tg:
+            for role in _BACKEND_ROLES:
+                tg.start_soon(watch, role)
+            task_status.started()
+            while True:
+                with anyio.move_on_after(_REDIAL_INTERVAL):
+                    await changed.wait()
+                changed = anyio.Event()
+                for role, peers in list(latest.items()):
+                    for peer in peers:
+                        await self._dial(role, peer)
+
+    async def _leave_access(self) -> None:
+        """The access server's half of the lifecycle: leave the registry, send clients away, drain links."""
+        from imsdk_server.backends.registry import RegistryError, ServerState
+
+        registry, info = self.registry, self.access_info
+        if registry is not None and info is not None:
+            try:
+                with anyio.move_on_after(self.config.drain_timeout):
+                    await registry.set_state(info.key, ServerState.NOT_READY)
+                    await registry.deregister(info.key)
+            except RegistryError as exc:
+                log.warning("access server: leaving the registry failed: %r", exc)
+            self.access_info = None
+        if self.access is not None:
+            self.access.shutdown_connections()
+        for task in self._tasks:
+            if task.name == "access-links":
+                task.scope.cancel()
+        if self.access_hub is not None:
+            report = await self.access_hub.deregister(drain_timeout=self.config.drain_timeout)
+            log.info("access server drained: %s", report)
+
+    # -- access manager --------------------------------------------------------------------------------------
+
+    async def _start_access_manager(self) -> None:
+        from imsdk_server.access_manager import AccessManager, AccessManagerConfig, LocalBearerVerifier
+
+        cfg = self.config
+        assert self.queue is not None
+        am_cfg = component_config(
+            cfg,
+            AccessManagerConfig,
+            "access_manager",
+            host=cfg.http.host,
+            port=cfg.http.port,
+            domain=cfg.domain,
+        )
+        self.access_manager = AccessManager(
+            am_cfg,
+            queue=self.queue,
+            verifier=LocalBearerVerifier(self._verifier()),
+            registry=self.registry,
+            metrics=self.metrics,
+        )
+        await self._spawn("access-manager", self.access_manager.run)
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+
+    def _http_app(self) -> ASGIApp:
+        routes: dict[str, ASGIApp] = {
+            "/metrics": metrics_app(self.metrics),
+            "/healthz": health_app(self.health),
+        }
+        default: ASGIApp = _not_found
+        if self.auth is not None:
+            from imsdk_server.auth import create_auth_app
+
+            default = create_auth_app(self.auth)
+        if self.access_manager is not None:
+            from imsdk_server.access_manager import create_access_manager_app
+
+            am_app = create_access_manager_app(self.access_manager)
+            routes["/v1/access-points"] = am_app
+            routes["/v1/access-servers"] = am_app
+        return PathDispatch(routes, default)
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` answers: ``status`` (``ok`` once every role is ready), roles, a few figures."""
+        body: dict[str, Any] = {
+            "status": "ok" if self.state == "ready" else self.state,
+            "roles": list(self.roles),
+            "time": time.time(),
+        }
+        if self.access is not None:
+            body["access"] = {
+                "server_id": self.access.config.server_id,
+                "connections": self.access.connection_count,
+                "address": str(HostPort(*self.tcp_address)) if self.tcp_address else None,
+                "links_ready": len(self.access_hub.ready_links()) if self.access_hub is not None else 0,
+            }
+        if self.router is not None:
+            body["router"] = {"server_id": self.router.config.server_id}
+        return body
+
+
+class _ServiceVerifier:
+    """v1 (opaque) tokens checked by the auth service in this process, without an HTTP round trip."""
+
+    def __init__(self, service: AuthService) -> None:
+        self._service = service
+
+    async def verify(self, token: str, device: str) -> Identity:
+        from imsdk_server.access import AuthenticationFailed, AuthUnavailable, Identity
+        from imsdk_server.auth import AuthError, ServiceUnavailable
+
+        try:
+            claims, _ = await self._service.verify(token, device=device)
+        except ServiceUnavailable:
+            raise AuthUnavailable("token store unavailable") from None
+        except AuthError as exc:
+            raise AuthenticationFailed("token refused", exc.code) from None
+        return Identity(claims.uid, claims.device, float(claims.expires_at))
+
+
+async def _not_found(scope: Any, receive: Any, send: Any) -> None:
+    from starlette.responses import JSONResponse
+
+    from imsdk_proto.codes import ErrorCode
+
+    body = {"error": {"code": int(ErrorCode.NOT_FOUND), "message": "no such endpoint"}}
+    await JSONResponse(body, 404)(scope, receive, send)
