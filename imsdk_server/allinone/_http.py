@@ -98,7 +98,8 @@ def health_app(check: Callable[[], dict[str, Any]]) -> ASGIApp:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``host:port``; ``OSError`` (e.g. address in use) otherwise."""
+    """A listening, non-blocking TCP socket on ``host:port``; otherwise an ``OSError`` (same ``errno``) whose
+    message names the address."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -106,10 +107,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(1024)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        reason = (exc.strerror or str(exc)).lower()
+        raise OSError(exc.errno, f"cannot listen on {_show(host, port)}: {reason}") from None
     return sock
+
+
+def _show(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Server(uvicorn.Server):

@@ -376,7 +376,11 @@ class AllInOne:
         routes = RoutingTable()
         server = AccessServer(access_cfg, verifier, routes=routes, queue=self.queue, metrics=self.metrics)
         self.access = server
-        host, port = await self._spawn("access", server.serve)
+        try:
+            host, port = await self._spawn("access", server.serve)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise OSError(exc.errno, f"cannot listen on {cfg.tcp}: {reason}") from None
         self.tcp_address = (host, port)
         if not access_cfg.advertised_address:
             shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
