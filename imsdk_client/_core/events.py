@@ -156,10 +156,11 @@ class SendAcked:
 
 @dataclass(frozen=True, slots=True)
 class SendFailed:
-    """A message this client sent was refused for good (or the client closed before an answer)."""
+    """A message this client sent was refused for good (``code``), or the client closed before an answer
+    (``code`` is ``None``)."""
 
     msg_id: int
-    code: ErrorCode
+    code: ErrorCode | None
     message: str = ""
 
 
