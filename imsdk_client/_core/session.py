@@ -286,7 +286,11 @@ class SessionConfig:
 
 
 class Session:
-    """One client's connection logic. ``rng`` draws message ids and back-off jitter (seed it in tests)."""
+    """One client's connection logic.
+
+    ``rng`` draws message ids, ``backoff_rng`` the back-off jitter (default: ``rng``); seed them in tests.
+    ``cursors`` are conversation cursors the app persisted (see :class:`ReorderBuffer`).
+    """
 
     def __init__(
         self,
@@ -294,6 +298,7 @@ class Session:
         *,
         network: Network | str = Network.WIFI,
         rng: random.Random | None = None,
+        backoff_rng: random.Random | None = None,
         cursors: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
@@ -301,7 +306,7 @@ class Session:
         self._rng = rng
         self.state = State.DISCONNECTED
         self.network = Network.parse(network)
-        self.backoff = Backoff(config.backoff, rng)
+        self.backoff = Backoff(config.backoff, backoff_rng or rng)
         self.heartbeat = Heartbeat(config.heartbeat)
         self.seq = SeqCounter()
         self.outbox = Outbox(ack_timeout=config.ack_timeout, max_entries=config.max_outbox, rng=rng)

@@ -434,3 +434,23 @@ def test_handshake_refused_for_the_token_refreshes_and_retries_the_same_server()
     h.connect(B)
     h.recv(kick(ErrorCode.TOKEN_REVOKED))  # refused again with a fresh token: give up
     assert h.state == "closed"
+
+
+def test_the_core_is_sans_io() -> None:
+    """No module of the session core imports a network, clock or async library."""
+    import ast
+    import pathlib
+
+    import imsdk_client._core as core
+
+    forbidden = {"anyio", "asyncio", "trio", "httpx", "socket", "time", "ssl", "selectors", "threading"}
+    root = pathlib.Path(core.__file__).parent
+    for name in ("session", "heartbeat", "backoff", "sequencing", "reorder", "events"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        assert not imported & forbidden, (name, imported & forbidden)

@@ -173,7 +173,10 @@ class Harness:
 
     @classmethod
     def create(cls, seed: int = 1, network: str = "wifi", **changes: Any) -> Harness:
-        return cls(Session(config(**changes), network=network, rng=random.Random(seed)))
+        session = Session(
+            config(**changes), network=network, rng=random.Random(seed), backoff_rng=random.Random(seed)
+        )
+        return cls(session)
 
     def do(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Action]:
         result = call(*args, **kwargs)
