@@ -138,9 +138,14 @@ class AllInOne:
             with anyio.CancelScope(shield=True):
                 await self._stop_tasks()
             # Not shielded: the task groups on the stack must exit in the scope they were entered in.
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            self._stack = None
-            self.state = "stopped"
+            try:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                if not all(leaf is exc for leaf in _leaves(group)):
+                    raise
+            finally:
+                self._stack = None
+                self.state = "stopped"
             raise
         self.state = "ready"
         log.info("serving %s (http %s, tcp %s)", ", ".join(self.roles), self.http_address, self.tcp_address)
@@ -557,6 +562,12 @@ class AllInOne:
         if self.router is not None:
             body["router"] = {"server_id": self.router.config.server_id}
         return body
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 class _ServiceVerifier:
