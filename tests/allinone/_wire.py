@@ -12,6 +12,8 @@ from imsdk_proto import Biz, Codec, Frame, FrameDecoder, Header, SystemFunc, enc
 from imsdk_proto.messages import Handshake, NetworkType, Platform
 
 PASSWORD = "correct horse battery"
+#: How long a test waits for one frame before failing.
+FRAME_TIMEOUT = 10.0
 
 
 def free_port() -> int:
@@ -56,19 +58,19 @@ class Connection:
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
 
-    async def receive(self, timeout: float = 10.0) -> Frame:
-        with anyio.fail_after(timeout):
+    async def receive(self) -> Frame:
+        with anyio.fail_after(FRAME_TIMEOUT):
             while True:
                 frame = self.decoder.next_frame()
                 if frame is not None:
                     return frame
                 self.decoder.feed(await self.stream.receive())
 
-    async def receive_kind(self, biz: int, func: int, timeout: float = 10.0) -> Frame:
+    async def receive_kind(self, biz: int, func: int) -> Frame:
         """The next frame of ``(biz, func)``, skipping others (e.g. the catch-up's ``SYNC/DONE`` at login)."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(FRAME_TIMEOUT):
             while True:
-                frame = await self.receive(timeout)
+                frame = await self.receive()
                 if (frame.header.biz, frame.header.func) == (biz, func):
                     return frame
 
