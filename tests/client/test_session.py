@@ -5,19 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from test_session_harness import (
-    CONV,
-    PEER,
-    A,
-    B,
-    C,
-    Harness,
-    done,
-    handshake_ack,
-    kick,
-    push,
-    send_ack,
-)
 
 from imsdk_client._core.backoff import BackoffConfig
 from imsdk_client._core.events import (
@@ -42,6 +29,19 @@ from imsdk_client._core.session import (
 from imsdk_proto._frame import FrameDecoder
 from imsdk_proto.codes import Biz, ChatFunc, ErrorCode, Flags, SyncFunc, SystemFunc
 from imsdk_proto.messages import ChatText, Handshake, NetworkType, SyncPull
+from tests.client._session_harness import (
+    CONV,
+    PEER,
+    A,
+    B,
+    C,
+    Harness,
+    done,
+    handshake_ack,
+    kick,
+    push,
+    send_ack,
+)
 
 S = ConnectionState
 
@@ -219,10 +219,9 @@ def test_server_ping_is_answered() -> None:
     h = Harness.create()
     h.start()
     h.connect_ready()
-    from test_session_harness import frame_bytes
-
     from imsdk_proto._header import Header
     from imsdk_proto.messages import Ping
+    from tests.client._session_harness import frame_bytes
 
     h.at(5.0).recv(frame_bytes(Header(Biz.SYSTEM, SystemFunc.PING, seq=3, msg_id=4), Ping(time_ms=9)))
     pong = h.sent_frames(Biz.SYSTEM, SystemFunc.PONG)
@@ -281,7 +280,7 @@ def test_transient_refusals_keep_the_message_final_ones_report_it(code: ErrorCod
     msg_id = h.at(1.0).send("x", instant=True)
     [sent] = h.sent_frames(Biz.CHAT)
     assert sent.header.flags & Flags.NO_STORE
-    from test_session_harness import refusal
+    from tests.client._session_harness import refusal
 
     h.at(1.5).recv(refusal(sent, code, retry_after_ms=2500))
     if kept:
@@ -380,7 +379,7 @@ def test_pushes_are_delivered_after_the_catch_up_in_order() -> None:
     h.recv(handshake_ack())
     h.recv(push(8))  # live push overtakes the catch-up batch of an unknown conversation
     assert h.events(MessageReceived) == []
-    from test_session_harness import batch
+    from tests.client._session_harness import batch
 
     h.recv(batch([6, 7]), done())
     got = [e.conv_seq for e in h.events(MessageReceived)]

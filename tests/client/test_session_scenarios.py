@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import random
 
-from test_session_harness import (
+from imsdk_client._core.backoff import BackoffConfig
+from imsdk_client._core.events import MessageReceived, NetworkChanged, SendAcked
+from imsdk_client._core.session import CloseConnection, FetchAccessPoints, RefreshToken
+from imsdk_proto._frame import Frame, FrameDecoder
+from imsdk_proto.codes import Biz, ChatFunc, ErrorCode, Flags, SyncFunc
+from imsdk_proto.messages import Handshake, NetworkType, SyncAck, SyncPull
+from tests.client._session_harness import (
     CONV,
     PEER,
     A,
@@ -22,13 +28,6 @@ from test_session_harness import (
     refusal,
     send_ack,
 )
-
-from imsdk_client._core.backoff import BackoffConfig
-from imsdk_client._core.events import MessageReceived, NetworkChanged, SendAcked
-from imsdk_client._core.session import CloseConnection, FetchAccessPoints, RefreshToken
-from imsdk_proto._frame import Frame, FrameDecoder
-from imsdk_proto.codes import Biz, ChatFunc, ErrorCode, Flags, SyncFunc
-from imsdk_proto.messages import Handshake, NetworkType, SyncAck, SyncPull
 
 
 def delays(seed: int, n: int) -> list[float]:
