@@ -5,6 +5,12 @@ quick reconnects, network-aware availability, jitter recognition); a :class:`Pre
 other processes can read; :class:`LocationService` runs both on anyio. See ``docs/location.md``.
 """
 
+from imsdk_server.location._client import PresenceClient as PresenceClient
+from imsdk_server.location._client import PresenceNotice as PresenceNotice
+from imsdk_server.location._client import PresenceRequestFailed as PresenceRequestFailed
+from imsdk_server.location._client import PresenceSubscription as PresenceSubscription
+from imsdk_server.location._client import PresenceTimeout as PresenceTimeout
+from imsdk_server.location._client import PresenceUnavailable as PresenceUnavailable
 from imsdk_server.location._config import LocationConfig as LocationConfig
 from imsdk_server.location._core import ANY_NETWORK as ANY_NETWORK
 from imsdk_server.location._core import CHAT as CHAT
@@ -42,6 +48,12 @@ from imsdk_server.location._events import decode_offline as decode_offline
 from imsdk_server.location._events import decode_online as decode_online
 from imsdk_server.location._events import encode_offline as encode_offline
 from imsdk_server.location._events import encode_online as encode_online
+from imsdk_server.location._link import PresenceLinkConfig as PresenceLinkConfig
+from imsdk_server.location._link import PresenceLinkServer as PresenceLinkServer
+from imsdk_server.location._link import classes_from_wire as classes_from_wire
+from imsdk_server.location._link import classes_to_wire as classes_to_wire
+from imsdk_server.location._link import presence_from_wire as presence_from_wire
+from imsdk_server.location._link import presence_to_wire as presence_to_wire
 from imsdk_server.location._service import LocationService as LocationService
 from imsdk_server.location._service import Subscriber as Subscriber
 from imsdk_server.location._store import MemoryPresenceStore as MemoryPresenceStore
@@ -75,10 +87,18 @@ __all__ = [
     "Notice",
     "NoticeKind",
     "Presence",
+    "PresenceClient",
     "PresenceCore",
+    "PresenceLinkConfig",
+    "PresenceLinkServer",
+    "PresenceNotice",
+    "PresenceRequestFailed",
     "PresenceStateError",
     "PresenceStore",
     "PresenceStoreUnavailable",
+    "PresenceSubscription",
+    "PresenceTimeout",
+    "PresenceUnavailable",
     "RedisPresenceStore",
     "ServerDownNotice",
     "ServerState",
@@ -88,6 +108,8 @@ __all__ = [
     "Subscriber",
     "SubscriberOverflow",
     "Subscription",
+    "classes_from_wire",
+    "classes_to_wire",
     "decode_offline",
     "decode_online",
     "decode_presence",
@@ -95,4 +117,6 @@ __all__ = [
     "encode_online",
     "encode_presence",
     "network_class",
+    "presence_from_wire",
+    "presence_to_wire",
 ]

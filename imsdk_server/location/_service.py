@@ -107,6 +107,14 @@ class Subscriber:
         self._send.close()
         self._receive.close()
 
+    def close(self) -> None:
+        """End the subscription at once, from code that cannot await (e.g. a link's close callback).
+
+        The service forgets it immediately; notices already buffered are still readable, then iteration ends.
+        """
+        self._service._drop_subscriber(self)
+        self._send.close()
+
     async def __aenter__(self) -> Self:
         return self
 
