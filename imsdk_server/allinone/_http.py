@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
@@ -109,7 +110,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        reason = (exc.strerror or str(exc)).lower()
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
         raise OSError(exc.errno, f"cannot listen on {_show(host, port)}: {reason}") from None
     return sock
 

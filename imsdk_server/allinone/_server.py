@@ -26,6 +26,7 @@ its side; then HTTP, the access manager, location and auth stop, and the backend
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
@@ -384,7 +385,7 @@ class AllInOne:
         try:
             host, port = await self._spawn("access", server.serve)
         except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
+            reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
             raise OSError(exc.errno, f"cannot listen on {cfg.tcp}: {reason}") from None
         self.tcp_address = (host, port)
         if not access_cfg.advertised_address:
