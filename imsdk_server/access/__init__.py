@@ -32,6 +32,7 @@ from imsdk_server.access._server import EventPublisher as EventPublisher
 from imsdk_server.access._verify import Identity as Identity
 from imsdk_server.access._verify import LocalTokenVerifier as LocalTokenVerifier
 from imsdk_server.access._verify import RemoteTokenVerifier as RemoteTokenVerifier
+from imsdk_server.access._verify import SyncTokenVerifier as SyncTokenVerifier
 from imsdk_server.access._verify import TokenRouter as TokenRouter
 from imsdk_server.access._verify import TokenVerifier as TokenVerifier
 
@@ -62,6 +63,7 @@ __all__ = [
     "RoutingError",
     "RoutingTable",
     "State",
+    "SyncTokenVerifier",
     "TokenRouter",
     "TokenVerifier",
 ]

@@ -37,8 +37,14 @@ class Backend(Protocol):
         """Whether the back-end accepts traffic now (both sides of its link said ready)."""
         ...
 
+    def try_send(self, frame: Frame) -> bool:
+        """Hand one v2 frame over at once if there is room (``True``); ``False`` if ``send`` must wait.
+
+        Raises when the back-end cannot take traffic at all (not ready, closed)."""
+        ...
+
     async def send(self, frame: Frame) -> None:
-        """Hand one v2 frame to the back-end (it may wait for room). Raises when it cannot take it."""
+        """Hand one v2 frame to the back-end, waiting for room. Raises when it cannot take it."""
         ...
 
 
@@ -118,6 +124,15 @@ class LinkBackend:
     @property
     def ready(self) -> bool:
         return self.link.ready
+
+    def try_send(self, frame: Frame) -> bool:
+        from imsdk_server.links import LinkBusy
+
+        try:
+            self.link.send_nowait(frame)
+        except LinkBusy:
+            return False
+        return True
 
     async def send(self, frame: Frame) -> None:
         await self.link.send(frame)

@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -27,7 +27,14 @@ from imsdk_server.access._errors import AuthenticationFailed, AuthUnavailable
 if TYPE_CHECKING:
     from imsdk_server.auth import TokenVerifier as _AuthTokenVerifier
 
-__all__ = ["Identity", "LocalTokenVerifier", "RemoteTokenVerifier", "TokenRouter", "TokenVerifier"]
+__all__ = [
+    "Identity",
+    "LocalTokenVerifier",
+    "RemoteTokenVerifier",
+    "SyncTokenVerifier",
+    "TokenRouter",
+    "TokenVerifier",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,18 @@ class TokenVerifier(Protocol):
         ...
 
 
+@runtime_checkable
+class SyncTokenVerifier(Protocol):
+    """A verifier that can often answer at once, without I/O (v2 tokens): the access server then needs no
+    task for the handshake."""
+
+    def verify_now(self, token: str, device: str) -> Identity | None:
+        """The identity, or ``None`` when the answer needs I/O (then ``verify`` is awaited instead).
+
+        Raises ``AuthenticationFailed`` for a refused token."""
+        ...
+
+
 class LocalTokenVerifier:
     """v2 tokens, verified in-process by the auth package's pure verifier (no I/O)."""
 
@@ -56,6 +75,9 @@ class LocalTokenVerifier:
         self._clock = clock
 
     async def verify(self, token: str, device: str) -> Identity:
+        return self.verify_now(token, device)
+
+    def verify_now(self, token: str, device: str) -> Identity:
         from imsdk_server.auth import AuthError
 
         try:
@@ -146,8 +168,17 @@ class TokenRouter:
         self._v2 = v2
         self._v1 = v1
 
-    async def verify(self, token: str, device: str) -> Identity:
+    def _pick(self, token: str) -> TokenVerifier:
         verifier = self._v2 if token.startswith("v2.") else self._v1
         if verifier is None:
             raise AuthenticationFailed("no verifier for this kind of token")
-        return await verifier.verify(token, device)
+        return verifier
+
+    async def verify(self, token: str, device: str) -> Identity:
+        return await self._pick(token).verify(token, device)
+
+    def verify_now(self, token: str, device: str) -> Identity | None:
+        verifier = self._pick(token)
+        if isinstance(verifier, SyncTokenVerifier):
+            return verifier.verify_now(token, device)
+        return None

@@ -57,6 +57,10 @@ class RecordingBackend:
         self.ready = ready
         self.frames: list[Frame] = []
 
+    def try_send(self, frame: Frame) -> bool:
+        self.frames.append(frame)
+        return True
+
     async def send(self, frame: Frame) -> None:
         self.frames.append(frame)
 
