@@ -216,20 +216,29 @@ class AuthService:
         except Throttled:
             self._m_login["throttled"].inc()
             raise
-        async with self._storage():
-            user = await self.store.get_user(uid)
-        if user is None:
-            ok = await self._kdf_run(lambda: self.hasher.verify_dummy(password))
-        else:
-            stored = user.password_hash
-            ok = await self._kdf_run(lambda: self.hasher.verify(password, stored))
+        # Count the attempt as a failure now, in the same step as the check (no await in between), and take
+        # it back if it was not one: otherwise guesses sent in parallel all pass the check while the slow
+        # password checks of the first ones are still running.
+        self.throttle.record_failure(uid_key, self._uid_rule, now)
+        self.throttle.record_failure(addr_key, self._addr_rule, now)
+        try:
+            async with self._storage():
+                user = await self.store.get_user(uid)
+            if user is None:
+                ok = await self._kdf_run(lambda: self.hasher.verify_dummy(password))
+            else:
+                stored = user.password_hash
+                ok = await self._kdf_run(lambda: self.hasher.verify(password, stored))
+        except BaseException:
+            self.throttle.forgive(uid_key, self._uid_rule, now)
+            self.throttle.forgive(addr_key, self._addr_rule, now)
+            raise
         if not ok:
-            self.throttle.record_failure(uid_key, self._uid_rule, now)
-            self.throttle.record_failure(addr_key, self._addr_rule, now)
             self._m_login["bad_credentials"].inc()
             log.info("login refused for a uid (%s)", "unknown uid" if user is None else "wrong password")
             raise BadCredentials("invalid credentials")
         self.throttle.reset(uid_key)
+        self.throttle.forgive(addr_key, self._addr_rule, now)
         assert user is not None
         if self.hasher.needs_rehash(user.password_hash):
             encoded = await self._kdf_run(lambda: self.hasher.hash(password))

@@ -59,6 +59,16 @@ class LoginThrottle:
         while len(self._windows) > self._max:
             self._windows.popitem(last=False)
 
+    def forgive(self, key: str, rule: ThrottleRule, now: float) -> None:
+        """Take back one failure counted for ``key`` in its current window: an attempt counted up front,
+        before a slow check, that turned out not to be a failure."""
+        w = self._window(key, rule, now)
+        if w is None:
+            return
+        w.count -= 1
+        if w.count <= 0:
+            del self._windows[key]
+
     def reset(self, key: str) -> None:
         """Forget ``key``'s failures (after a successful login)."""
         self._windows.pop(key, None)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -14,8 +15,10 @@ from imsdk_proto.codes import ErrorCode
 from imsdk_server.auth import (
     AuthEvent,
     AuthService,
+    BadCredentials,
     KeyRing,
     ProfileChanged,
+    Throttled,
     TokenFault,
     TokenInvalid,
     UserLoggedIn,
@@ -225,6 +228,39 @@ async def test_throttle_per_address(clock: Clock) -> None:
         r = await attacker.post("/v1/login", json={"uid": "alice", "password": PASSWORD, "device": "d"})
         assert error_of(r)[:2] == (429, ErrorCode.AUTH_THROTTLED)
         await login(other, "alice")  # other addresses are unaffected
+    await service.aclose()
+
+
+async def test_throttle_holds_against_parallel_guesses(clock: Clock) -> None:
+    """Guesses sent all at once are counted before the slow password check, so no more than the limit of
+    them reach it: the rest are throttled, as they would be one after another."""
+    service = await make_service(clock, uid_failure_limit=5, address_failure_limit=1000)
+    await service.register("alice", PASSWORD, "Alice")
+    outcomes: list[str] = []
+
+    async def guess() -> None:
+        try:
+            await service.login("alice", "wrong-password", "d", address="10.0.0.9")
+        except BadCredentials:
+            outcomes.append("refused")
+        except Throttled:
+            outcomes.append("throttled")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(guess)
+    assert sorted(outcomes) == ["refused"] * 5 + ["throttled"] * 15
+    await service.aclose()
+
+
+async def test_successful_login_does_not_count_against_the_address(clock: Clock) -> None:
+    service = await make_service(clock, address_failure_limit=2)
+    for uid in ("alice", "bob", "carol"):
+        await service.register(uid, PASSWORD, uid)
+    for uid in ("alice", "bob", "carol"):  # three good logins from one address: none of them is a failure
+        await service.login(uid, PASSWORD, "d", address="10.0.0.9")
+    with pytest.raises(BadCredentials):
+        await service.login("alice", "wrong-password", "d", address="10.0.0.9")
     await service.aclose()
 
 

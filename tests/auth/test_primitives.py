@@ -102,6 +102,23 @@ def test_throttle_reset_and_bound() -> None:
     assert len(t) == 2
 
 
+def test_throttle_forgive() -> None:
+    t = LoginThrottle()
+    for _ in range(3):
+        t.record_failure("a", RULE, 0.0)
+    assert t.retry_after("a", RULE, 1.0) == 59
+    t.forgive("a", RULE, 1.0)
+    assert t.retry_after("a", RULE, 1.0) is None  # two failures left, under the limit of three
+    t.forgive("a", RULE, 1.0)
+    t.forgive("a", RULE, 1.0)
+    assert len(t) == 0  # an emptied window is dropped
+    t.forgive("never-failed", RULE, 1.0)  # nothing to take back: no window is made
+    assert len(t) == 0
+    t.record_failure("b", RULE, 0.0)
+    t.forgive("b", RULE, 60.0)  # the window ended: nothing of the new one is taken back
+    assert len(t) == 0
+
+
 # -- v1 opaque tokens --------------------------------------------------------------------------------------
 
 
