@@ -5,8 +5,15 @@
 
     IMClientError                 .code: ErrorCode | None
     ├── TransportError            the network failed (connect, read, timeout); retry later
+    │   └── ConnectTimeout        the client did not get a working session in time
     ├── BadResponse               the peer answered something that is not our protocol
     ├── NotLoggedIn               a call needs a token and there is none (log in first)
+    ├── InvalidContent            content the client refuses to send (bad location, empty text)
+    ├── ClientClosed              closed (by the app, or for good by the server) before an answer
+    ├── SendError                 the server refused a chat message for good; .msg_id
+    │   ├── ReceiverOffline       RECEIVER_OFFLINE (an instant message to a user with no device online)
+    │   ├── UnknownReceiver       UNKNOWN_RECEIVER
+    │   └── MessageRejected       MALFORMED_BODY, PAYLOAD_TOO_LARGE, FORBIDDEN and every other final refusal
     └── ServerError               the server refused; .status (HTTP) and .code from its error body
         ├── InvalidCredentials    BAD_CREDENTIALS
         ├── TokenRejected         TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED
@@ -27,18 +34,26 @@ from imsdk_proto.codes import ErrorCode
 
 __all__ = [
     "BadResponse",
+    "ClientClosed",
     "Conflict",
+    "ConnectTimeout",
     "IMClientError",
+    "InvalidContent",
     "InvalidCredentials",
+    "MessageRejected",
     "NotFound",
     "NotLoggedIn",
     "RateLimited",
+    "ReceiverOffline",
     "RequestRejected",
+    "SendError",
     "ServerError",
     "ServiceUnavailable",
     "TokenRejected",
     "TransportError",
+    "UnknownReceiver",
     "error_from_response",
+    "send_error",
 ]
 
 
@@ -176,3 +191,57 @@ def error_from_response(status: int, body: Any, retry_after: str | None = None) 
         wait = int(retry_after) if retry_after and retry_after.isdigit() else 1
         return RateLimited(message, status=status, code=code, retry_after=wait)
     return cls(message, status=status, code=code)
+
+
+class ConnectTimeout(TransportError):
+    """The client did not reach a working session (handshake done, caught up) within its time limit."""
+
+
+class InvalidContent(IMClientError):
+    """The client refuses to send this content (a location off the globe, an empty text, a bad duration)."""
+
+    code = ErrorCode.MALFORMED_BODY
+
+
+class ClientClosed(IMClientError):
+    """The client was closed before the answer came: by the app, or for good by the server (this device
+    logged in elsewhere, the credentials were refused). :attr:`code` says which when the server ended it."""
+
+
+class SendError(IMClientError):
+    """The server refused a chat message for good; :attr:`msg_id` is the client message id it had."""
+
+    def __init__(self, message: str, *, msg_id: int, code: ErrorCode | None = None) -> None:
+        super().__init__(message, code=code)
+        self.msg_id = msg_id
+
+
+class ReceiverOffline(SendError):
+    """An instant message found no device of the receiver online, so it was dropped (not stored)."""
+
+    code = ErrorCode.RECEIVER_OFFLINE
+
+
+class UnknownReceiver(SendError):
+    """The receiver does not exist."""
+
+    code = ErrorCode.UNKNOWN_RECEIVER
+
+
+class MessageRejected(SendError):
+    """The message was refused (malformed, too large, forbidden…); :attr:`code` says why."""
+
+    code = ErrorCode.MALFORMED_BODY
+
+
+_SEND_BY_CODE: dict[ErrorCode, type[SendError]] = {
+    ErrorCode.RECEIVER_OFFLINE: ReceiverOffline,
+    ErrorCode.UNKNOWN_RECEIVER: UnknownReceiver,
+}
+
+
+def send_error(msg_id: int, code: ErrorCode, message: str = "") -> SendError:
+    """The typed error for a final refusal of message ``msg_id`` with ``code``."""
+    cls = _SEND_BY_CODE.get(code, MessageRejected)
+    text = f"message {msg_id:#x} refused: {code.name}" + (f" ({message})" if message else "")
+    return cls(text, msg_id=msg_id, code=code)
