@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,7 +21,8 @@ from imsdk_proto._frame import Frame, encode_raw
 from imsdk_proto._header import Header
 from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, SystemFunc
 from imsdk_proto.messages import ChatText, ErrorReport, Kick, LoadReport, OfflineEvent, OnlineEvent, Pong
-from imsdk_server.access import LinkRoutes
+from imsdk_server.access import AccessConfig, AccessServer, LinkRoutes, RemoteTokenVerifier, TokenRouter
+from imsdk_server.auth import create_auth_app
 from imsdk_server.backends.queue import MemoryQueue
 from imsdk_server.links import LinkHub, LinkIdentity
 from imsdk_server.metrics import Metrics
@@ -386,3 +388,85 @@ async def test_routing_over_a_real_link_both_ways(tokens: Tokens) -> None:
             await wait_for(lambda: not server.routes.routes())
             await client.send(chat("again"))
             assert (await client.frame()).body_as(ErrorReport).code == ErrorCode.NO_BACKEND
+
+
+# ------------------------------------------------------------------------------------------ busy back-ends
+
+
+class BusyBackend(RecordingBackend):
+    """Takes nothing at once; ``send`` waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(53)
+        self.gate = anyio.Event()
+
+    def try_send(self, frame: Frame) -> bool:
+        return False
+
+    async def send(self, frame: Frame) -> None:
+        await self.gate.wait()
+        self.frames.append(frame)
+
+
+async def test_busy_back_end_keeps_the_order_and_the_line(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        backend = BusyBackend()
+        server.routes.add(backend, Biz.CHAT)
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("alice", "phone"))
+        for i in range(40):  # more than the upstream window: the client's reading is paused meanwhile
+            await client.send(chat(f"m{i}", seq=i + 1))
+        await anyio.sleep(0.05)
+        assert backend.frames == []
+        backend.gate.set()
+        await wait_for(lambda: len(backend.frames) == 40)
+        assert [ChatText.FromString(f.raw_body).text for f in backend.frames] == [f"m{i}" for i in range(40)]
+        await client.send(ping(time_ms=4))
+        assert (await client.frame()).body_as(Pong).time_ms == 4
+
+
+# -------------------------------------------------------------------------------------- server-side closes
+
+
+async def test_close_session_and_shutdown(tokens: Tokens, queue: MemoryQueue) -> None:
+    async with running(tokens, queue=queue) as server:
+        a = await Client.connect(server.address)
+        b = await Client.connect(server.address)
+        sa = (await a.login(tokens.issue("alice", "phone"))).session
+        await b.login(tokens.issue("bob", "phone"))
+        assert server.close_session(sa, ErrorCode.SERVER_SHUTTING_DOWN)
+        assert not server.close_session(sa)
+        assert kick_of(await a.until_closed()) == ErrorCode.SERVER_SHUTTING_DOWN
+        assert server.shutdown_connections() == 1
+        assert kick_of(await b.until_closed()) == ErrorCode.SERVER_SHUTTING_DOWN
+        reasons = {OfflineEvent.FromString(p).reason for p in await events(queue, "presence.offline", 2)}
+        assert reasons == {ErrorCode.SERVER_SHUTTING_DOWN}
+        await wait_for(lambda: server.connection_count == 0)
+
+
+# ------------------------------------------------------------------------------------------------ v1 tokens
+
+
+async def test_v1_token_handshake_through_the_auth_api(tokens: Tokens) -> None:
+    """A verifier that needs I/O (the auth server's verify API) runs off the connection's callbacks."""
+    from tests.access.test_verify import Clock, v1_service
+
+    clock = Clock()
+    service = await v1_service(clock)
+    await service.register("carol", "correct horse battery", "Carol")
+    issued = await service.login("carol", "correct horse battery", "tablet")
+    transport = httpx.ASGITransport(app=create_auth_app(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as http:
+        verifier = TokenRouter(v2=tokens.verifier, v1=RemoteTokenVerifier("http://auth.test", client=http))
+        async with anyio.create_task_group() as tg:
+            server = AccessServer(AccessConfig(server_id=3), verifier)
+            await tg.start(server.serve)
+            client = await Client.connect(server.address)
+            ack = await client.login(issued.token, "tablet")
+            assert ack.uid == "carol"
+            other = await Client.connect(server.address)
+            assert (await other.login(tokens.issue("dave", "phone"))).uid == "dave"  # v2, verified in line
+            bad = await Client.connect(server.address)
+            await bad.send(handshake("v1.unknown", "tablet"))
+            assert kick_of(await bad.until_closed()) == ErrorCode.TOKEN_INVALID
+            tg.cancel_scope.cancel()
