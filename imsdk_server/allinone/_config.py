@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,14 +166,29 @@ def component_config(config: AllInOneConfig, cls: type[T], table: str, **forced:
     """Build a component's configuration from its table in ``config``, with ``forced`` values on top.
 
     ``forced`` holds what this process decides for the component (addresses, ids); a file naming one of
-    those keys too is overridden. Errors (unknown key, wrong type, a value the component refuses) are a
+    those keys too is overridden, except by a forced ``None`` (nothing decided: the table's value stays).
+    Errors (unknown key, wrong type, a value the component refuses) are a
     :class:`~imsdk_server.config.ConfigError` naming the table.
     """
     values = dict(config.components.get(table, {}))
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values.update({k: v for k, v in forced.items() if k in names})
+    values.update({k: v for k, v in forced.items() if k in names and v is not None})
+    # ``Literal[...]`` fields (the auth server's token kind) are checked here; load_config reads the rest.
+    hints = typing.get_type_hints(cls)
+    literals: dict[str, Any] = {}
+    for name in list(values):
+        hint = hints.get(name)
+        if typing.get_origin(hint) is typing.Literal:
+            value = values.pop(name)
+            choices = typing.get_args(hint)
+            if value is not None and value not in choices:
+                shown = ", ".join(repr(c) for c in choices)
+                raise ConfigError(f"[{table}] {name}: expected one of {shown}, got {value!r}")
+            if value is not None:
+                literals[name] = value
     try:
-        return load_config(cls, section=table, overrides=values)
+        built = load_config(cls, section=table, overrides=values)
+        return dataclasses.replace(built, **literals) if literals else built  # type: ignore[type-var]
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:

@@ -367,8 +367,8 @@ class AllInOne:
             server_id=access_id,
             host=cfg.tcp.host,
             port=cfg.tcp.port,
-            region=cfg.region,
-            isp=cfg.isp,
+            region=cfg.region or None,
+            isp=cfg.isp or None,
             advertised_address=cfg.advertised or None,
         )
         v1: AccessTokenVerifier
@@ -410,8 +410,8 @@ class AllInOne:
             port=link_port,
             client_host=client.host,
             client_port=client.port,
-            region=cfg.region,
-            isp=cfg.isp,
+            region=access_cfg.region,
+            isp=access_cfg.isp,
         )
         await self.registry.register(info)
         self.access_info = info

@@ -230,3 +230,52 @@ def _named(name: str) -> object:
 def test_path_dispatch_refuses_bad_prefixes() -> None:
     with pytest.raises(ValueError, match="prefix"):
         PathDispatch({"v1": _named("x")}, _named("d"))  # type: ignore[dict-item]
+
+
+async def test_file_tables_reach_each_component_and_v1_tokens_verify_in_process(tmp_path: Path) -> None:
+    path = tmp_path / "imsdk.toml"
+    path.write_text(
+        '[server]\nhttp = "127.0.0.1:0"\ntcp = "127.0.0.1:0"\n'
+        '[auth]\ntoken_kind = "v1"\ntoken_lifetime = 600\n'
+        '[access]\nregion = "east"\nisp = "telecom"\nidle_timeout = 120.0\n'
+    )
+    async with AllInOne(load_serve_config(path)) as server:
+        assert server.auth is not None
+        assert server.access is not None
+        assert server.access_info is not None
+        assert (server.auth.config.token_kind, server.auth.config.token_lifetime) == ("v1", 600)
+        assert (server.access.config.region, server.access.config.isp) == ("east", "telecom")
+        assert server.access.config.idle_timeout == 120.0
+        assert (server.access_info.region, server.access_info.isp) == ("east", "telecom")
+        assert server.http_address is not None
+        assert server.tcp_address is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_address[1]}") as client:
+            token = await register_and_login(client, "erin")
+        assert token.startswith("v1.")
+        conn = await Connection.open(server.tcp_address)
+        try:
+            await conn.send(handshake_frame(token, "phone"))
+            reply = await conn.receive()
+            assert (reply.header.func, reply.header.error) == (SystemFunc.HANDSHAKE_ACK, 0)
+        finally:
+            await conn.aclose()
+
+
+def test_the_configuration_example_of_the_deployment_page_loads() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "deployment.md").read_text()
+    example = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load_serve_config_from_text(example)
+    assert config.queue.startswith("redis://")
+    assert config.registry.startswith("zookeeper://")
+    assert config.database is not None
+    assert config.database.startswith("mysql://")
+    assert set(config.components) == {"auth", "access", "access_manager"}
+
+
+def load_serve_config_from_text(text: str) -> AllInOneConfig:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "imsdk.toml"
+        file.write_text(text)
+        return load_serve_config(file)
