@@ -20,9 +20,9 @@ The protocol is in ``docs/delivery.md``.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError, Message
 
@@ -30,7 +30,7 @@ from imsdk_proto import messages as pb
 from imsdk_proto._header import Header
 from imsdk_proto.codes import Biz, ChatFunc, ErrorCode, Flags, SyncFunc
 from imsdk_proto.messages import SendStatus
-from imsdk_server.metrics import Metrics
+from imsdk_server.metrics import Counter, Metrics
 from imsdk_server.routing._config import RouterConfig
 from imsdk_server.routing._store import (
     AppendResult,
@@ -140,6 +140,20 @@ _CONTENT: dict[int, tuple[type[Message], str]] = {
 }
 _RECEIPTS: dict[int, type[Message]] = {ChatFunc.DELIVERED: pb.DeliveryReceipt, ChatFunc.READ: pb.ReadReceipt}
 
+# Flag and status values as constants: operators on ``Flags`` members and attribute look-ups on protobuf enum
+# wrappers cost microseconds each, and every message needs several of them.
+_int_and = int.__and__
+_NO_STORE = int(Flags.NO_STORE)
+_NO_FLAGS = Flags(0)
+_NO_STORE_FLAGS = Flags.NO_STORE
+_RESPONSE_FLAGS = Flags.RESPONSE
+_ERROR_RESPONSE_FLAGS = Flags.RESPONSE | Flags.ERROR
+_DELIVERED = SendStatus.SEND_STATUS_DELIVERED
+_STORED = SendStatus.SEND_STATUS_STORED
+_DUPLICATE = SendStatus.SEND_STATUS_DUPLICATE
+_CHAT = Biz.CHAT
+_SEND_ACK = ChatFunc.SEND_ACK
+
 
 def _varint(value: int) -> bytes:
     out = bytearray()
@@ -183,6 +197,7 @@ class _Step(enum.Enum):
     AWAIT_PRESENCE = "await-presence"
     READY = "ready"
     STORING = "storing"
+    DONE = "done"
 
 
 @dataclass(slots=True)
@@ -198,6 +213,21 @@ class _Entry:
     step: _Step = _Step.AWAIT_PRESENCE
     known: bool = True
     devices: tuple[DeviceLocation, ...] = ()
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    """One sender session's messages in flight.
+
+    ``inflight`` counts every message not yet answered (the ``RATE_LIMITED`` bound). ``queue`` holds, in
+    arrival order, the messages not yet dispatched (awaiting presence, or answered and waiting for an earlier
+    one); dispatched messages (storing) have left it, so moving the session on looks at its head only. A
+    message finished while still queued (a presence timeout) is marked ``DONE`` and skipped when it reaches
+    the head.
+    """
+
+    inflight: int = 0
+    queue: deque[_Entry] = field(default_factory=deque)
 
 
 @dataclass(slots=True)
@@ -221,7 +251,7 @@ class RouterCore:
         self.config = config
         self._m = (metrics or Metrics()).child("routing")
         self._next_token = 1
-        self._sessions: dict[tuple[str, str, int], OrderedDict[int, _Entry]] = {}
+        self._sessions: dict[tuple[str, str, int], _Session] = {}
         self._entries: dict[int, _Entry] = {}
         self._waiting: OrderedDict[int, _Entry] = OrderedDict()  # awaiting presence, in deadline order
         self._online: dict[str, dict[str, int]] = {}
@@ -233,6 +263,11 @@ class RouterCore:
         self._m_dups = self._m.counter("messages_duplicate_total")
         self._m_pushed = self._m.counter("messages_pushed_total")
         self._m_dropped = self._m.counter("messages_dropped_total")
+        self._m_redirects = self._m.counter("redirects_total")
+        # series by label, looked up once each: a labelled look-up costs more than the rest of a counter bump
+        self._m_frames_in: dict[tuple[int, int], Counter] = {}
+        self._m_frames_out: dict[tuple[int, int], Counter] = {}
+        self._m_errors: dict[ErrorCode, Counter] = {}
         self._m.gauge("inflight_messages", lambda: float(len(self._entries)))
         self._m.gauge("loads_inflight", lambda: float(len(self._loads)))
 
@@ -259,11 +294,21 @@ class RouterCore:
         return None
 
     def _out(self, access_id: int, header: Header, body: bytes) -> SendFrame:
-        self._m.counter("frames_out_total", biz=header.biz, func=header.func).inc()
+        key = (header.biz, header.func)
+        counter = self._m_frames_out.get(key)
+        if counter is None:
+            counter = self._m_frames_out[key] = self._m.counter("frames_out_total", biz=key[0], func=key[1])
+        counter.value += 1
         return SendFrame(access_id, header, body)
 
+    def _count_error(self, code: ErrorCode) -> None:
+        counter = self._m_errors.get(code)
+        if counter is None:
+            counter = self._m_errors[code] = self._m.counter("errors_total", code=code.name)
+        counter.value += 1
+
     def _response(self, req: Header, func: int, body: bytes, *, error: ErrorCode | None = None) -> SendFrame:
-        flags = Flags.RESPONSE | (Flags.ERROR if error else Flags(0))
+        flags = _ERROR_RESPONSE_FLAGS if error else _RESPONSE_FLAGS
         header = Header(
             biz=req.biz,
             func=func,
@@ -280,10 +325,10 @@ class RouterCore:
         return self._out(req.access_id, header, body)
 
     def _error(self, req: Header, code: ErrorCode, message: str) -> list[Action]:
-        self._m.counter("errors_total", code=code.name).inc()
+        self._count_error(code)
         if req.access_id == 0 or not req.sender_uid:
             return []  # nobody to answer
-        func = ChatFunc.SEND_ACK if req.biz == Biz.CHAT and req.func in _CONTENT else req.func
+        func = _SEND_ACK if req.biz == _CHAT and req.func in _CONTENT else req.func
         body = pb.ErrorReport(code=int(code), message=message).SerializeToString()
         return [self._response(req, func, body, error=code)]
 
@@ -291,15 +336,19 @@ class RouterCore:
 
     def frame_received(self, header: Header, body: bytes, now: float) -> list[Action]:
         """An upstream frame from an access server (already stamped with sender and ``access_id``)."""
-        self._m.counter("frames_in_total", biz=header.biz, func=header.func).inc()
+        key = (header.biz, header.func)
+        counter = self._m_frames_in.get(key)
+        if counter is None:
+            counter = self._m_frames_in[key] = self._m.counter("frames_in_total", biz=key[0], func=key[1])
+        counter.value += 1
         try:
             if not header.sender_uid or not header.sender_device or header.access_id == 0:
                 raise _Reject(ErrorCode.FORGED_SENDER, "the frame carries no authenticated sender")
             if header.is_response:
                 raise _Reject(ErrorCode.UNEXPECTED_MESSAGE, "the router takes requests, not responses")
-            if header.biz == Biz.CHAT and header.func in _CONTENT:
+            if header.biz == _CHAT and header.func in _CONTENT:
                 return self._chat_message(header, body, now)
-            if header.biz == Biz.CHAT and header.func in _RECEIPTS:
+            if header.biz == _CHAT and header.func in _RECEIPTS:
                 return self._receipt(header, body, now)
             if header.biz == Biz.SYNC and header.func == SyncFunc.PULL:
                 return self._pull(header, body)
@@ -344,8 +393,8 @@ class RouterCore:
 
     def _admit(self, header: Header, body: bytes, kind: str, target: str, now: float) -> list[Action]:
         key = (header.sender_uid, header.sender_device, header.session)
-        pipeline = self._sessions.get(key)
-        if pipeline is not None and len(pipeline) >= self.config.max_inflight_per_sender:
+        session = self._sessions.get(key)
+        if session is not None and session.inflight >= self.config.max_inflight_per_sender:
             raise _Reject(ErrorCode.RATE_LIMITED, "too many messages in flight for this session")
         entry = _Entry(
             token=self._token(),
@@ -357,16 +406,17 @@ class RouterCore:
             created_ms=int(now * 1000),
             deadline=now + self.config.presence_timeout,
         )
-        if pipeline is None:
-            pipeline = self._sessions[key] = OrderedDict()
-        pipeline[entry.token] = entry
+        if session is None:
+            session = self._sessions[key] = _Session()
+        session.inflight += 1
+        session.queue.append(entry)
         self._entries[entry.token] = entry
         self._waiting[entry.token] = entry
         return [QueryPresence(entry.token, target)]
 
     def _chat_message(self, header: Header, body: bytes, now: float) -> list[Action]:
         if header.msg_server_id != self.config.server_id:
-            self._m.counter("redirects_total").inc()
+            self._m_redirects.inc()
             raise _Reject(ErrorCode.WRONG_MESSAGE_SERVER, "stamp this router's msg_server_id and resend")
         if not header.receiver_uid:
             raise _Reject(ErrorCode.UNKNOWN_RECEIVER, "no receiver")
@@ -374,13 +424,13 @@ class RouterCore:
         self._check_content(header.func, self._decode(cls, body))
         if len(header.receiver_uid) > 128 or len(header.sender_uid) > 128 or len(header.sender_device) > 128:
             raise _Reject(ErrorCode.MALFORMED_HEADER, "uid or device id over 128 characters")
-        instant = bool(header.flags & Flags.NO_STORE)
+        instant = bool(_int_and(header.flags, _NO_STORE))
         if instant:
             key = (header.sender_uid, header.sender_device, header.msg_id)
             if key in self._instant_seen:
                 self._m_dups.inc()
-                ack = pb.SendAck(msg_id=header.msg_id, status=SendStatus.SEND_STATUS_DUPLICATE)
-                return [self._response(header, ChatFunc.SEND_ACK, ack.SerializeToString())]
+                ack = pb.SendAck(msg_id=header.msg_id, status=_DUPLICATE)
+                return [self._response(header, _SEND_ACK, ack.SerializeToString())]
         return self._admit(header, body, "instant" if instant else "offline", header.receiver_uid, now)
 
     def _receipt(self, header: Header, body: bytes, now: float) -> list[Action]:
@@ -411,26 +461,31 @@ class RouterCore:
         return targets
 
     def _finish(self, entry: _Entry) -> None:
-        self._entries.pop(entry.token, None)
+        if entry.step is _Step.DONE:
+            return
+        entry.step = _Step.DONE
+        del self._entries[entry.token]
         self._waiting.pop(entry.token, None)
-        pipeline = self._sessions.get(entry.session)
-        if pipeline is not None:
-            pipeline.pop(entry.token, None)
-            if not pipeline:
-                del self._sessions[entry.session]
+        session = self._sessions[entry.session]
+        session.inflight -= 1
+        if not session.inflight:
+            del self._sessions[entry.session]  # whatever is still queued is DONE
 
-    def _advance(self, session: tuple[str, str, int], now: float) -> list[Action]:
-        """Move a sender session's messages on, strictly in arrival order."""
+    def _advance(self, key: tuple[str, str, int], now: float) -> list[Action]:
+        """Move a sender session's messages on, strictly in arrival order: dispatch from the head of its
+        queue every message whose presence answer is in, up to the first still waiting for one."""
+        session = self._sessions.get(key)
+        if session is None:
+            return []
+        queue = session.queue
         actions: list[Action] = []
-        pipeline = self._sessions.get(session)
-        if pipeline is None:
-            return actions
-        for entry in list(pipeline.values()):
-            if entry.step is _Step.AWAIT_PRESENCE:
+        while queue:
+            step = queue[0].step
+            if step is _Step.AWAIT_PRESENCE:
                 break
-            if entry.step is _Step.STORING:
-                continue
-            actions += self._dispatch(entry)
+            entry = queue.popleft()
+            if step is _Step.READY:
+                actions += self._dispatch(entry)
         return actions
 
     def _dispatch(self, entry: _Entry) -> list[Action]:
@@ -463,10 +518,8 @@ class RouterCore:
         actions: list[Action] = [
             self._push(entry, device, access, body) for device, access in targets.items()
         ]
-        ack = pb.SendAck(
-            msg_id=h.msg_id, timestamp_ms=entry.created_ms, status=SendStatus.SEND_STATUS_DELIVERED
-        )
-        actions.append(self._response(h, ChatFunc.SEND_ACK, ack.SerializeToString()))
+        ack = pb.SendAck(msg_id=h.msg_id, timestamp_ms=entry.created_ms, status=_DELIVERED)
+        actions.append(self._response(h, _SEND_ACK, ack.SerializeToString()))
         return actions
 
     def _remember_instant(self, h: Header) -> None:
@@ -483,7 +536,7 @@ class RouterCore:
             msg_id=h.msg_id,
             access_id=access_id,
             msg_server_id=self.config.server_id,
-            flags=h.flags & Flags.NO_STORE,
+            flags=_NO_STORE_FLAGS if _int_and(h.flags, _NO_STORE) else _NO_FLAGS,
             sender_uid=h.sender_uid,
             sender_device=h.sender_device,
             receiver_uid=entry.target_uid,
@@ -500,11 +553,11 @@ class RouterCore:
         h = entry.header
         targets = {} if result.duplicate else self._targets(entry)
         if result.duplicate:
-            status = SendStatus.SEND_STATUS_DUPLICATE
+            status = _DUPLICATE
             self._m_dups.inc()
         else:
             self._m_stored.inc()
-            status = SendStatus.SEND_STATUS_DELIVERED if targets else SendStatus.SEND_STATUS_STORED
+            status = _DELIVERED if targets else _STORED
         ack = pb.SendAck(
             msg_id=h.msg_id,
             server_msg_id=result.server_msg_id,
@@ -512,7 +565,7 @@ class RouterCore:
             timestamp_ms=result.created_ms,
             status=status,
         )
-        actions: list[Action] = [self._response(h, ChatFunc.SEND_ACK, ack.SerializeToString())]
+        actions: list[Action] = [self._response(h, _SEND_ACK, ack.SerializeToString())]
         if targets:
             body = stamp_body(entry.body, result.server_msg_id, result.conv_seq, result.created_ms)
             actions += [self._push(entry, device, access, body) for device, access in targets.items()]
@@ -642,7 +695,7 @@ class RouterCore:
             del self._syncs[(load.uid, load.device)]
         if load.request is not None:
             return self._error(load.request, code, "the store could not be read")
-        self._m.counter("errors_total", code=code.name).inc()
+        self._count_error(code)
         return []
 
     def _sync_frame(self, load: _Load, func: int, body: bytes) -> SendFrame:
