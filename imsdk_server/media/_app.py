@@ -7,15 +7,18 @@ its size; ``GET /v1/media/{id}`` streams a blob back. Every error is one JSON bo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from imsdk_proto.codes import ErrorCode
 from imsdk_server.media._config import MediaConfig
 from imsdk_server.media._errors import (
     BadRequest,
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from imsdk_server.auth import TokenVerifier as _AuthTokenVerifier
 
 __all__ = ["MediaAuth", "TokenAuth", "create_media_app"]
+
+log = logging.getLogger("imsdk_server.media")
 
 
 class MediaAuth(Protocol):
@@ -73,10 +78,25 @@ class _Api:
         self.m_latency = self.m.histogram("upload_seconds")
 
     def error(self, exc: MediaError) -> JSONResponse:
-        self.m.counter("errors_total", code=exc.code.name).inc()
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        body = {"error": exc.code.name, "code": int(exc.code), "message": exc.message}
-        return JSONResponse(body, status_code=exc.status, headers=headers)
+        return self.error_response(exc.code, exc.message, exc.status, headers)
+
+    def error_response(
+        self, code: ErrorCode, message: str, status: int, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        """The suite's one error body: ``{"error": {"code": <wire code>, "name": <name>, "message": …}}``."""
+        self.m.counter("errors_total", code=code.name).inc()
+        body = {"error": {"code": int(code), "name": code.name, "message": message}}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Unknown paths and methods answer in the same shape as every other error."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            return self.error_response(ErrorCode.NOT_FOUND, "no such endpoint", 404)
+        if status == 405:
+            return self.error_response(ErrorCode.MALFORMED_BODY, "method not allowed", 405)
+        return self.error_response(ErrorCode.MALFORMED_BODY, "bad request", status)
 
     async def uid(self, request: Request) -> str:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -97,6 +117,10 @@ class _Api:
         except ClientDisconnect:
             self.m.counter("uploads_total", outcome="disconnected").inc()
             return Response(status_code=400)
+        except Exception:
+            log.exception("media upload failed unexpectedly")
+            self.m.counter("uploads_total", outcome="internal").inc()
+            return self.error_response(ErrorCode.INTERNAL, "internal error", 500)
         self.m_latency.observe(time.perf_counter() - started)
         return response
 
@@ -181,6 +205,10 @@ class _Api:
         except MediaError as exc:
             self.m.counter("downloads_total", status=exc.status).inc()
             return self.error(exc)
+        except Exception:
+            log.exception("media download failed unexpectedly")
+            self.m.counter("downloads_total", status=500).inc()
+            return self.error_response(ErrorCode.INTERNAL, "internal error", 500)
         self.m.counter("downloads_total", status=200).inc()
         headers = {
             "Content-Length": str(size),
@@ -215,4 +243,4 @@ def create_media_app(
         Route("/v1/media", api.upload, methods=["POST"]),
         Route("/v1/media/{media_id:path}", api.download, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: api.http_error})

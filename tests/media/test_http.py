@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from imsdk_proto.codes import ErrorCode
 from imsdk_server.auth import KeyRing, TokenCodec, TokenVerifier
 from imsdk_server.media import LocalMediaStore, MediaConfig, TokenAuth, create_media_app
 from imsdk_server.metrics import Metrics
@@ -46,6 +47,19 @@ class Env:
     def tmp_files(self) -> list[Path]:
         tmp = self.root / "tmp"
         return list(tmp.iterdir()) if tmp.exists() else []
+
+
+def error_name(response: httpx.Response) -> str:
+    """The code name of an error answer, after checking it has the suite's one error shape
+    ``{"error": {"code": <wire code>, "name": <code name>, "message": <text>}}``."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"code", "name", "message"}, err
+    assert ErrorCode(err["code"]).name == err["name"]
+    assert isinstance(err["message"], str)
+    assert err["message"]
+    return str(err["name"])
 
 
 @pytest.fixture
@@ -125,10 +139,8 @@ async def test_refused_uploads(env: Env, name: str, data: bytes, params: dict[st
             "/v1/media", params=params, content=data, headers={**env.auth(), "Content-Type": "image/png"}
         )
         assert r.status_code == status, r.text
-        body = r.json()
-        assert set(body) == {"error", "code", "message"}
         assert (
-            body["error"] == {400: "MALFORMED_BODY", 413: "PAYLOAD_TOO_LARGE", 415: "MALFORMED_BODY"}[status]
+            error_name(r) == {400: "MALFORMED_BODY", 413: "PAYLOAD_TOO_LARGE", 415: "MALFORMED_BODY"}[status]
         )
         # The service keeps serving.
         ok = await c.post("/v1/media", content=s.gif(1, 1), headers=env.auth())
@@ -190,7 +202,7 @@ async def test_authentication_is_required(env: Env, headers: dict[str, str]) -> 
     for r in (up, down):
         assert r.status_code == 401
         assert r.headers["www-authenticate"] == "Bearer"
-        assert r.json()["error"].startswith("TOKEN_")
+        assert error_name(r).startswith("TOKEN_")
     assert not env.root.exists() or [p for p in env.root.rglob("*") if p.is_file()] == []
 
 
@@ -199,21 +211,51 @@ async def test_expired_token(env: Env) -> None:
     async with env.client() as c:
         r = await c.get("/v1/media/" + "0" * 64, headers={"Authorization": f"Bearer {old}"})
     assert r.status_code == 401
-    assert r.json()["error"] == "TOKEN_INVALID"  # the auth package never tells why a token was refused
+    assert error_name(r) == "TOKEN_INVALID"  # the auth package never tells why a token was refused
 
 
 async def test_unknown_and_malformed_ids(env: Env) -> None:
     async with env.client() as c:
         r = await c.get("/v1/media/" + "a" * 64, headers=env.auth())
         assert r.status_code == 404
-        assert r.json()["error"] == "NOT_FOUND"
+        assert error_name(r) == "NOT_FOUND"
         bad_ids = ["A" * 64, "a" * 63, "a" * 65, "zz", "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
                    "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "a" * 62 + "%00a",
                    "..%5C..%5Cwindows"]  # fmt: skip
         for bad in bad_ids:
             r = await c.get(f"/v1/media/{bad}", headers=env.auth())
             assert r.status_code == 400, bad
-            assert r.json()["error"] == "MALFORMED_BODY"
+            assert error_name(r) == "MALFORMED_BODY"
+
+
+async def test_unknown_paths_and_methods_answer_the_error_shape(env: Env) -> None:
+    async with env.client() as c:
+        nowhere = await c.get("/v2/media", headers=env.auth())
+        wrong_method = await c.delete("/v1/media/" + "a" * 64, headers=env.auth())
+    assert nowhere.status_code == 404
+    assert error_name(nowhere) == "NOT_FOUND"
+    assert wrong_method.status_code == 405
+    assert error_name(wrong_method) == "MALFORMED_BODY"
+
+
+class _BrokenStore(LocalMediaStore):
+    """A real store with one bug planted: every size look-up raises something no layer expects."""
+
+    async def size(self, media_id: str) -> int | None:
+        raise RuntimeError("planted bug")
+
+
+async def test_an_unexpected_failure_is_a_json_500_and_the_service_goes_on(tmp_path: Path) -> None:
+    ring = KeyRing.generate(time.time())
+    app = create_media_app(_BrokenStore(tmp_path / "m"), TokenAuth(TokenVerifier(ring)), SMALL)
+    token = TokenCodec(ring).issue("alice", "phone", now=time.time(), lifetime=60)[0]
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://media") as c:
+        broken = await c.get("/v1/media/" + "a" * 64, headers=headers)
+        stored = await c.post("/v1/media", content=s.gif(1, 1), headers=headers)
+    assert broken.status_code == 500
+    assert error_name(broken) == "INTERNAL"
+    assert stored.status_code == 201
 
 
 async def asgi_get(app: Any, path: str, token: str) -> tuple[int, bytes]:
@@ -289,7 +331,7 @@ async def test_disk_failure_is_503(tmp_path: Path) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://media") as c:
         r = await c.post("/v1/media", content=s.gif(1, 1), headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 503
-    assert r.json()["error"] == "STORAGE_UNAVAILABLE"
+    assert error_name(r) == "STORAGE_UNAVAILABLE"
 
 
 async def test_real_uvicorn_server_on_loopback(env: Env) -> None:
