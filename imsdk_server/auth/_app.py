@@ -38,15 +38,17 @@ Handler = Callable[[Request], Awaitable[Response]]
 def error_response(
     code: ErrorCode, message: str, status: int, headers: dict[str, str] | None = None
 ) -> Response:
-    """The one error body shape: ``{"error": {"code": <int>, "message": <text>}}``."""
+    """The one error body shape: ``{"error": {"code": <int>, "name": <code name>, "message": <text>}}``."""
     return JSONResponse(
-        {"error": {"code": int(code), "message": message}}, status_code=status, headers=headers
+        {"error": {"code": int(code), "name": code.name, "message": message}},
+        status_code=status,
+        headers=headers,
     )
 
 
 def _auth_error_response(exc: AuthError) -> Response:
     headers: dict[str, str] = {}
-    body: dict[str, Any] = {"code": int(exc.code), "message": exc.message}
+    body: dict[str, Any] = {"code": int(exc.code), "name": exc.code.name, "message": exc.message}
     if isinstance(exc, Throttled):
         headers["Retry-After"] = str(exc.retry_after)
         body["retry_after"] = exc.retry_after

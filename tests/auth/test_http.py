@@ -54,6 +54,7 @@ def error_of(response: httpx.Response) -> tuple[int, int, str]:
     body = response.json()
     assert set(body) == {"error"}
     err = body["error"]
+    assert ErrorCode(err["code"]).name == err["name"]  # the one error shape of every imsdk HTTP service
     return response.status_code, err["code"], err["message"]
 
 
