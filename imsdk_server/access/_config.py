@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from imsdk_server.config import load_config
 
 __all__ = ["AccessConfig"]
 
@@ -101,14 +102,7 @@ class AccessConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> AccessConfig:
-        """Load the ``[access]`` table of a TOML file (or the whole file), then apply ``overrides``
-        (e.g. from the command line; ``None`` values are ignored)."""
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-        table = data.get("access", data)
-        known = {f.name for f in fields(cls)}
-        unknown = set(table) - known
-        if unknown:
-            raise ValueError(f"unknown access settings: {', '.join(sorted(unknown))}")
-        merged = {**table, **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(**merged)
+        """Load the ``[access]`` table of a TOML file, then apply ``overrides`` (e.g. from the command
+        line; ``None`` values are skipped). Unknown keys and wrong types raise
+        ``imsdk_server.config.ConfigError``."""
+        return load_config(cls, path=path, section="access", overrides=overrides)
