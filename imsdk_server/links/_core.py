@@ -408,6 +408,13 @@ class LinkCore:
             self._sent(now)
         return out
 
+    def reader_busy(self, now: float) -> None:
+        """The local reader is still inside the application's handler: the peer's frames wait unread, so
+        the failure detector does not count the silence against the peer (see
+        :meth:`FailureDetector.deaf`). Call it before :meth:`handle_timer` while a handler runs."""
+        if self._detector is not None and self.state is not S.CLOSED:
+            self._detector.deaf(now)
+
     def connection_lost(self, now: float, code: ErrorCode, reason: str) -> list[LinkAction]:
         """The transport ended (EOF, reset) or its bytes did not decode."""
         return self.close(now, code, reason)

@@ -63,6 +63,9 @@ class DetectorEvent(Enum):
     """The last probe went unanswered."""
     STOP = "stop"
     """The owner stops watching this peer."""
+    DEAF = "deaf"
+    """The owner is not reading from the peer (its own handler is busy): frames wait unread, so the
+    silence up to now says nothing about the peer."""
 
 
 #: The detector's state table: ``(health, event) -> next health``. Pairs not listed are illegal.
@@ -74,6 +77,12 @@ TRANSITIONS: dict[tuple[Health, DetectorEvent], Health] = {
     (Health.SUSPECT, DetectorEvent.PROBE_TIMEOUT): Health.SUSPECT,
     (Health.SUSPECT, DetectorEvent.LAST_PROBE_TIMEOUT): Health.DOWN,
     (Health.SUSPECT, DetectorEvent.STOP): Health.STOPPED,
+    # Our own reader was busy: silence so far is not the peer's. A suspect peer stays suspect (its
+    # probes were sent before we stopped reading and keep their deadlines).
+    (Health.ALIVE, DetectorEvent.DEAF): Health.ALIVE,
+    (Health.SUSPECT, DetectorEvent.DEAF): Health.SUSPECT,
+    (Health.DOWN, DetectorEvent.DEAF): Health.DOWN,
+    (Health.STOPPED, DetectorEvent.DEAF): Health.STOPPED,
     # Final states: a late frame is noted, never acted on; stopping twice is harmless.
     (Health.DOWN, DetectorEvent.HEARD): Health.DOWN,
     (Health.DOWN, DetectorEvent.STOP): Health.DOWN,
@@ -208,6 +217,15 @@ class FailureDetector:
         if health is Health.DOWN:
             return [LateAfterDown(now - self._down_at)]
         return []
+
+    def deaf(self, now: float) -> None:
+        """We have not been reading from the peer (the application's handler of its last frame has not
+        returned): whatever it sent since waits unread, so the silence window of an alive peer restarts at
+        ``now``. Without this a handler slower than the down deadline would make us declare a healthy peer
+        down and cut the link under frames it has already sent."""
+        health = next_health(self.health, DetectorEvent.DEAF)
+        if health is Health.ALIVE:
+            self._last_heard = max(self._last_heard, now)
 
     def sent(self, now: float) -> None:
         """Something was sent to the peer, which counts as our heartbeat."""

@@ -150,6 +150,7 @@ class Link:
         self._done = anyio.Event()
         self._finished = anyio.Event()
         self._closing = False
+        self._handling = False  # the reader is inside the application's handler
         self._flush_on_close = True
         self._scope: anyio.CancelScope | None = None
         self._timer_scope: anyio.CancelScope | None = None
@@ -310,11 +311,16 @@ class Link:
                 if self._closing:
                     return
             if self._handler is not None:
+                self._handling = True
                 try:
                     await self._handler(self, frame)
                 except Exception:
                     self._m.handler_errors.inc()
                     log.exception("link %s: the frame handler failed on %r", self._name(), header)
+                finally:
+                    self._handling = False
+                    # Whatever the peer sent meanwhile is read next: the silence was ours, not its.
+                    self.core.reader_busy(self._now())
             return
         if header.flags & _ERROR:
             report = frame.body_as(ErrorReport)
@@ -373,6 +379,8 @@ class Link:
                 await anyio.sleep_forever()
             self._timer_scope = None
             now = self._now()
+            if self._handling:
+                core.reader_busy(now)
             self._apply(core.handle_timer(now), now)
 
     # -- internals -------------------------------------------------------------------------------------------

@@ -355,6 +355,28 @@ def test_a_probe_ack_within_the_window_keeps_the_link() -> None:
     assert a.next_deadline() == 8.5  # our last send was probe 2 at 5.5: heartbeat due at 8.5
 
 
+def test_a_busy_reader_does_not_count_as_the_peers_silence() -> None:
+    pair = make_pair()
+    a = pair.a.core
+    actions: list[LinkAction] = []
+    for now in (3.0, 4.5, 5.5, 6.5, 7.5, 9.0):  # every deadline of a silent peer, while our handler runs
+        a.reader_busy(now)
+        actions += a.handle_timer(now)
+    assert actions == [SendControl(LinkFunc.HEARTBEAT), SendControl(LinkFunc.HEARTBEAT)]  # at 3.0 and 6.5
+    assert a.state is S.READY
+    # Reading again at 9.0: a peer that stays silent is down at 9.0 + 7.5, not earlier.
+    a.reader_busy(9.0)
+    log: list[tuple[float, LinkAction]] = []
+    while (deadline := a.next_deadline()) is not None:
+        log += [(deadline, x) for x in a.handle_timer(deadline)]
+    assert [(t, x) for t, x in log if not isinstance(x, SendControl)][:2] == [
+        (13.5, PeerSuspect(9.0)),
+        (16.5, PeerDown(9.0)),
+    ]
+    a.reader_busy(17.0)  # harmless once closed
+    assert a.state is S.CLOSED
+
+
 def test_sending_counts_as_our_heartbeat() -> None:
     pair = make_pair()
     a = pair.a.core

@@ -26,12 +26,13 @@ from imsdk_server.links._detector import (
 from imsdk_server.links._errors import IllegalTransition
 
 A, SU, D, ST = Health.ALIVE, Health.SUSPECT, Health.DOWN, Health.STOPPED
-HEARD, SILENCE, PT, LPT, STOP = (
+HEARD, SILENCE, PT, LPT, STOP, DEAF = (
     DetectorEvent.HEARD,
     DetectorEvent.SILENCE,
     DetectorEvent.PROBE_TIMEOUT,
     DetectorEvent.LAST_PROBE_TIMEOUT,
     DetectorEvent.STOP,
+    DetectorEvent.DEAF,
 )
 
 #: The table as docs/links.md states it, written out independently of the code.
@@ -47,6 +48,10 @@ EXPECTED = {
     (D, STOP): D,
     (ST, HEARD): ST,
     (ST, STOP): ST,
+    (A, DEAF): A,
+    (SU, DEAF): SU,
+    (D, DEAF): D,
+    (ST, DEAF): ST,
 }
 
 CFG = DetectorConfig(heartbeat_interval=3.0, grace=1.5, probe_timeout=1.0, probes=3)
@@ -181,6 +186,42 @@ def test_our_own_traffic_replaces_heartbeats() -> None:
     assert det.next_deadline() == 5.0
     assert det.handle_timer(5.0) == [SendHeartbeat()]
     assert det.next_deadline() == 6.5  # silence deadline: heard at 2.0 + 4.5
+
+
+def test_while_we_are_deaf_the_silence_is_not_the_peers() -> None:
+    det = FailureDetector(CFG, now=0.0)
+    # Our handler keeps us from reading from 1.0 to 9.0; the timer fires on schedule meanwhile.
+    log: list[tuple[float, DetectorAction]] = []
+    now = 1.0
+    while now <= 9.0:
+        det.deaf(now)
+        log += [(now, a) for a in det.handle_timer(now)]
+        now += TICK
+    assert all(isinstance(a, SendHeartbeat) for _, a in log)
+    assert det.health is Health.ALIVE
+    # Reading again from 9.0; a peer that really is silent is probed from 9.0 + 4.5 on, down at 9.0 + 7.5.
+    log = run_ticks(det, until=20.0, start=9.25)
+    assert [(t, a) for t, a in log if not isinstance(a, SendHeartbeat)] == [
+        (13.5, PeerSuspect(since=9.0)),
+        (13.5, SendProbe(1)),
+        (14.5, SendProbe(2)),
+        (15.5, SendProbe(3)),
+        (16.5, PeerDown(last_heard=9.0)),
+    ]
+
+
+def test_deaf_changes_nothing_once_suspect_down_or_stopped() -> None:
+    det = FailureDetector(CFG, now=0.0)
+    det.handle_timer(4.5)
+    det.deaf(5.0)
+    assert (det.health, det.next_deadline(), det.last_heard) == (Health.SUSPECT, 5.5, 0.0)
+    run_ticks(det, until=7.5, start=5.5)
+    det.deaf(8.0)
+    assert (det.health, det.next_deadline()) == (Health.DOWN, None)
+    det2 = FailureDetector(CFG, now=0.0)
+    det2.stop()
+    det2.deaf(1.0)
+    assert (det2.health, det2.next_deadline()) == (Health.STOPPED, None)
 
 
 def test_stop_ends_all_deadlines() -> None:

@@ -542,3 +542,39 @@ async def test_a_failing_registry_is_reported_and_the_drain_still_happens() -> N
     assert report.registry_error.startswith("NotRegistered")
     assert report.acked == [(ACCESS, 7)]
     assert not report.complete
+
+
+async def test_a_slow_handler_does_not_make_its_own_side_declare_the_peer_down() -> None:
+    """While the handler runs, the link does not read: the peer's heartbeats wait unread in the socket.
+    That silence is ours, not the peer's, so it must not lead to probes and a down decision."""
+    config = FAST
+    slow = config.detector.down_after * 2
+    seen: list[int] = []
+    done = anyio.Event()
+
+    async def handler(link: Link, frame: Frame) -> None:
+        seen.append(frame.header.seq)
+        if frame.header.seq == 1:
+            await anyio.sleep(slow)  # a slow database, say
+        if frame.header.seq == 2:
+            done.set()
+
+    m_router, m_access = Metrics(), Metrics()
+    async with (
+        LinkHub(R, config=config, handler=handler, metrics=m_router) as router,
+        LinkHub(A, config=config, metrics=m_access) as access,
+    ):
+        link = await access.connect(*await router.listen())
+        await link.wait_ready()
+        await link.send(chat(1))
+        await link.send(chat(2))
+        with anyio.fail_after(10):
+            await done.wait()
+        back = router.link_to(ACCESS, 7)
+        assert back is not None
+        assert back.state is LinkState.READY
+        assert link.state is LinkState.READY
+    assert seen == [1, 2]
+    assert m_router.value("links_peers_down_total") == 0
+    assert m_router.value("links_probes_sent_total") == 0
+    assert m_access.value("links_peers_down_total") == 0
