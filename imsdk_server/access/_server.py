@@ -308,12 +308,16 @@ class AccessServer:
     def _lost(self, conn: _Conn) -> None:
         conn.done = True
         core = conn.core
-        if core is None:
-            return
-        if core.state is not _CLOSED:
-            now = self._now()
-            self._apply(conn, core.connection_lost(now), now)
-        core.release()
+        if core is not None:
+            if core.state is not _CLOSED:
+                now = self._now()
+                self._apply(conn, core.connection_lost(now), now)
+            core.release()
+        # Deadlines of closed lines leave the heap lazily; compact it before they pile up under churn.
+        heap = self._heap
+        if len(heap) > 2 * len(self._conns) + 1024:
+            heap[:] = [entry for entry in heap if not entry[2].done]
+            heapq.heapify(heap)
 
     def _apply(self, conn: _Conn, actions: Sequence[Action], now: float) -> None:
         for action in actions:
@@ -449,7 +453,7 @@ class AccessServer:
                 del devices[core.device]
                 if not devices:
                     del self._by_uid[core.uid]
-            if not conn.replaced:
+            if not conn.replaced and self._queue is not None:
                 event = OfflineEvent(
                     uid=core.uid,
                     device=core.device,
@@ -485,6 +489,8 @@ class AccessServer:
             devices = self._by_uid.setdefault(core.uid, {})
         devices[core.device] = conn
         self._by_session[core.session] = conn
+        if self._queue is None:
+            return
         event = OnlineEvent(
             uid=core.uid,
             device=core.device,

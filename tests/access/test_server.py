@@ -470,3 +470,13 @@ async def test_v1_token_handshake_through_the_auth_api(tokens: Tokens) -> None:
             await bad.send(handshake("v1.unknown", "tablet"))
             assert kick_of(await bad.until_closed()) == ErrorCode.TOKEN_INVALID
             tg.cancel_scope.cancel()
+
+
+async def test_deadlines_of_closed_lines_do_not_pile_up(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        for _ in range(3):
+            clients = [await Client.connect(server.address) for _ in range(400)]
+            for client in clients:
+                await client.aclose()
+            await wait_for(lambda: server.connection_count == 0)
+        assert len(server._heap) <= 2 * server.connection_count + 1024 + 1
