@@ -13,6 +13,9 @@ EXPECTED = {
     "ServerDownNotice", "ServerState", "ServerStatus", "StorePut", "StoreRemove", "Subscriber",
     "SubscriberOverflow", "Subscription", "decode_offline", "decode_online", "decode_presence",
     "encode_offline", "encode_online", "encode_presence", "network_class",
+    "PresenceClient", "PresenceLinkConfig", "PresenceLinkServer", "PresenceNotice", "PresenceRequestFailed",
+    "PresenceSubscription", "PresenceTimeout", "PresenceUnavailable", "classes_from_wire", "classes_to_wire",
+    "presence_from_wire", "presence_to_wire",
 }  # fmt: skip
 
 
