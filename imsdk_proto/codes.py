@@ -308,6 +308,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_DOMAIN = 406, "No gateway serves the receiver's domain."
     BACKEND_TIMEOUT = 407, "The back-end server did not answer in time."
     HOP_LIMIT = 408, "The frame crossed too many gateways (routing loop)."
+    NO_ACCESS_POINTS = 409, "No access server is available to offer; ask the access manager again later."
 
     # -- storage (500-599)
     STORAGE_UNAVAILABLE = 500, "The store (database, cache) is unavailable; retry later."

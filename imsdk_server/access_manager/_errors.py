@@ -6,7 +6,7 @@
     ├── TokenRejected             TOKEN_INVALID (or EXPIRED / REVOKED), 401
     ├── AdminKeyRejected          FORBIDDEN, 401
     ├── BadAccessRequest          PAYLOAD_TOO_LARGE (or another limit), 400
-    ├── NoAccessPoints            NO_BACKEND, 503
+    ├── NoAccessPoints            NO_ACCESS_POINTS, 503
     └── BadLoadReport             MALFORMED_BODY (a report that cannot be used; counted and skipped)
 """
 
@@ -67,7 +67,7 @@ class BadAccessRequest(AccessManagerError):
 class NoAccessPoints(AccessManagerError):
     """No access server is registered and reporting right now."""
 
-    code = ErrorCode.NO_BACKEND
+    code = ErrorCode.NO_ACCESS_POINTS
     http_status = 503
 
 

@@ -141,7 +141,7 @@ async def test_no_servers_gives_503_with_retry_after(
     r = await client.get("/v1/access-points", headers=bearer(tokens.issue()))
     assert r.status_code == 503
     assert r.headers["retry-after"] == "5"
-    assert r.json()["error"]["code"] == ErrorCode.NO_BACKEND
+    assert r.json()["error"]["code"] == ErrorCode.NO_ACCESS_POINTS
     assert metrics.value("access_manager_unavailable") == 1
 
 
