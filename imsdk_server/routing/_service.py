@@ -40,7 +40,16 @@ from imsdk_proto.codes import Biz, Codec, ErrorCode
 from imsdk_proto.messages import ServerRole
 from imsdk_server.backends.registry import Registry, RegistryError, ServerInfo, ServerState
 from imsdk_server.backends.sql import SQLError
-from imsdk_server.links import IllegalTransition, LinkConfig, LinkError, LinkHub, LinkIdentity, LinkState
+from imsdk_server.links import (
+    IllegalTransition,
+    LinkBusy,
+    LinkConfig,
+    LinkError,
+    LinkHub,
+    LinkIdentity,
+    LinkNotReady,
+    LinkState,
+)
 from imsdk_server.location import (
     BatchNotice,
     DeviceNotice,
@@ -109,6 +118,15 @@ class Downstream(Protocol):
     push stays pending, a lost ack makes the sender resend)."""
 
     async def send(self, access_id: int, frame: Frame) -> None: ...
+
+
+@runtime_checkable
+class _NowaitDownstream(Protocol):
+    """A :class:`Downstream` that can also take a frame without waiting (the link's send buffer has room):
+    ``True`` when it took the frame, ``False`` when :meth:`send` would have had to wait (the frame then goes
+    through the access server's outbox); raises like ``send`` when it refuses the frame."""
+
+    def send_nowait(self, access_id: int, frame: Frame) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +230,17 @@ class LinkDownstream:
     async def send(self, access_id: int, frame: Frame) -> None:
         await self.hub.send_to(self.role, access_id, frame)
 
+    def send_nowait(self, access_id: int, frame: Frame) -> bool:
+        """Queue ``frame`` on the link without waiting; ``False`` when its send buffer is full."""
+        link = self.hub.link_to(self.role, access_id)
+        if link is None:
+            raise LinkNotReady(f"no link to server {access_id} (role {self.role})")
+        try:
+            link.send_nowait(frame)
+        except LinkBusy:
+            return False
+        return True
+
 
 Deliver = Callable[[Frame], object]
 """Hands one frame to an in-process access server (e.g. ``AccessServer.deliver``); may be a coroutine."""
@@ -283,6 +312,7 @@ class RouterService:
         self.core = RouterCore(config, metrics=self.metrics)
         self.writer = GroupCommitWriter(store, max_batch=max_batch, max_delay=max_delay, metrics=self.metrics)
         self._clock = clock
+        self._nowait = downstream.send_nowait if isinstance(downstream, _NowaitDownstream) else None
         self._outbox_limit = outbox_limit
         self._retry = retry_interval
         self._tg: TaskGroup | None = None
@@ -391,12 +421,13 @@ class RouterService:
     def _execute(self, actions: list[Action]) -> None:
         queries: list[QueryPresence] | None = None
         for action in actions:
-            if isinstance(action, SendFrame):
-                self._send(action)
-            elif isinstance(action, QueryPresence):
+            kind = type(action)
+            if kind is SendFrame:
+                self._send(action)  # type: ignore[arg-type]
+            elif kind is QueryPresence:
                 if queries is None:
                     queries = []
-                queries.append(action)
+                queries.append(action)  # type: ignore[arg-type]
             elif isinstance(action, AppendMessage):
                 self._append(action)
             elif isinstance(action, LoadPending | LoadRange):
@@ -427,15 +458,27 @@ class RouterService:
                 self._execute(self.core.presence_answered(query.token, answer.known, answer.devices, now))
 
     def _send(self, action: SendFrame) -> None:
-        box = self._outboxes.get(action.access_id)
+        access_id = action.access_id
+        box = self._outboxes.get(access_id)
         if box is None:
             assert self._tg is not None
-            box = self._outboxes[action.access_id] = _Outbox()
-            self._tg.start_soon(self._outbox_loop, action.access_id, box)
+            box = self._outboxes[access_id] = _Outbox()
+            self._tg.start_soon(self._outbox_loop, access_id, box)
+        frame = Frame(action.header, Codec.PROTOBUF, action.body)
+        nowait = self._nowait
+        if nowait is not None and not box.frames and not box.sending:
+            # Nothing of this access server's is waiting: hand the frame over at once, no task switch.
+            try:
+                if nowait(access_id, frame):
+                    return
+            except Exception as exc:  # a link that is gone or refuses: count, go on
+                self._m_undeliverable.inc()
+                log.debug("router: access server %d refused a frame: %r", access_id, exc)
+                return
         if len(box.frames) >= self._outbox_limit:
             self._m_outbox_dropped.inc()
             return
-        box.frames.append(Frame(action.header, Codec.PROTOBUF, action.body))
+        box.frames.append(frame)
         box.wake.set()
 
     def _append(self, action: AppendMessage) -> None:
