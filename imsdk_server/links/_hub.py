@@ -68,11 +68,14 @@ class DrainReport:
     """From the start of the deregistration to the last link closed."""
     registry_error: str = ""
     """Why removing the entry from the registry failed (the drain went on regardless), or empty."""
+    idle_timed_out: bool = False
+    """The application's work in flight (``idle``) did not finish before the deadline; answers it still
+    had to send were cut when the links closed."""
 
     @property
     def complete(self) -> bool:
-        """The registry entry was removed and every peer acked in time."""
-        return not self.timed_out and not self.lost and not self.registry_error
+        """The registry entry was removed, every peer acked in time and the application went idle."""
+        return not self.timed_out and not self.lost and not self.registry_error and not self.idle_timed_out
 
 
 class LinkHub:
@@ -283,27 +286,34 @@ class LinkHub:
         registry: Deregistrar | Callable[[], Awaitable[Any]] | None = None,
         *,
         key: Any = None,
+        idle: Callable[[], Awaitable[Any]] | None = None,
         drain_timeout: float = 10.0,
     ) -> DrainReport:
         """Leave the service without losing a frame.
 
         1. remove this server from ``registry`` (``await registry.deregister(key)``, ``key`` defaulting to our
-           server id; or ``await registry()`` for a plain callable) and stop accepting links;
+           server id; or ``await registry()`` for a plain callable), at most ``drain_timeout``, and stop
+           accepting links;
         2. send not-ready on every link (links still in their hello are closed);
-        3. wait until every peer acked — every frame it sent before the ack has then been handled — or until
-           ``drain_timeout``;
+        3. wait until every peer acked — every frame it sent before the ack has then been handled — and then
+           until ``await idle()`` returns: the application has answered the work it accepted (a router's
+           commits, say), which it may still send on links whose peer acked; both within ``drain_timeout``;
         4. flush every send buffer, close every link, and report.
         """
         start = anyio.current_time()
         registry_error = ""
         if registry is not None:
             try:
-                if isinstance(registry, Deregistrar):
-                    await registry.deregister(self.identity.server_id if key is None else key)
-                else:
-                    result = registry()
-                    if inspect.isawaitable(result):
-                        await result
+                with anyio.fail_after(drain_timeout):
+                    if isinstance(registry, Deregistrar):
+                        await registry.deregister(self.identity.server_id if key is None else key)
+                    else:
+                        result = registry()
+                        if inspect.isawaitable(result):
+                            await result
+            except TimeoutError:
+                registry_error = f"timed out: the registry did not answer within {drain_timeout} s"
+                log.warning("deregistration: %s", registry_error)
             except Exception as exc:
                 # Draining anyway is the safer choice: the peers stop sending to us in order, and an
                 # ephemeral registry entry disappears with our registry session when the process exits.
@@ -316,9 +326,16 @@ class LinkHub:
             if link.peer is not None:
                 peers[link] = (link.peer.role, link.peer.server_id)
             link.drain()
-        with anyio.move_on_after(drain_timeout):
+        idle_timed_out = False
+        with anyio.move_on_after(drain_timeout) as drain_scope:
             for link in links:
                 await link.wait_drained()
+            if idle is not None:
+                idle_timed_out = True
+                await idle()
+                idle_timed_out = False
+        if idle is not None and drain_scope.cancelled_caught:
+            idle_timed_out = True
         acked: list[tuple[int, int]] = []
         timed_out: list[tuple[int, int]] = []
         lost: list[tuple[int, int]] = []
@@ -340,7 +357,9 @@ class LinkHub:
             await link.wait_closed()
         seconds = anyio.current_time() - start
         self._m.drain_seconds.observe(seconds)
-        report = DrainReport(sorted(acked), sorted(timed_out), sorted(lost), seconds, registry_error)
+        report = DrainReport(
+            sorted(acked), sorted(timed_out), sorted(lost), seconds, registry_error, idle_timed_out
+        )
         if not report.complete:
             log.warning("deregistration incomplete: %s", report)
         return report

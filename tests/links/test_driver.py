@@ -578,3 +578,91 @@ async def test_a_slow_handler_does_not_make_its_own_side_declare_the_peer_down()
     assert m_router.value("links_peers_down_total") == 0
     assert m_router.value("links_probes_sent_total") == 0
     assert m_access.value("links_peers_down_total") == 0
+
+
+class LaterAnswers:
+    """A handler that accepts work at once and answers it later from a task of its own, as a router's
+    group-commit writer does; :meth:`wait_idle` returns once every accepted frame has been answered."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup, delay: float) -> None:
+        self.tg = tg
+        self.delay = delay
+        self.accepted = 0
+        self.answered = 0
+        self.refused: list[BaseException] = []
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def __call__(self, link: Link, frame: Frame) -> None:
+        self.accepted += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self.tg.start_soon(self._answer, link, frame.header.seq)
+
+    async def _answer(self, link: Link, seq: int) -> None:
+        await anyio.sleep(self.delay)
+        try:
+            await link.send(Frame.build(Header(Biz.CHAT, ChatFunc.TEXT, seq=seq, flags=Flags.RESPONSE)))
+        except (LinkNotReady, LinkClosed) as exc:
+            self.refused.append(exc)
+        self.answered += 1
+        if self.answered == self.accepted:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+async def test_deregister_waits_for_the_applications_work_in_flight_before_closing() -> None:
+    """Work accepted before the peer's ack is answered after it: the hub waits for ``idle`` before it
+    closes the links, so no answer is refused or lost."""
+    at_access = Sink()
+    async with anyio.create_task_group() as work:
+        later = LaterAnswers(work, delay=0.3)
+        async with (
+            LinkHub(R, config=FAST, handler=later) as router,
+            LinkHub(A, config=FAST, handler=at_access) as access,
+        ):
+            link = await access.connect(*await router.listen())
+            await link.wait_ready()
+            for seq in range(20):
+                await link.send(chat(seq))
+            await wait_until(lambda: later.accepted == 20)
+            report = await router.deregister(idle=later.wait_idle, drain_timeout=5)
+            await link.wait_closed()
+    assert report.complete
+    assert not report.idle_timed_out
+    assert later.refused == []
+    assert at_access.seqs == list(range(20))
+
+
+async def test_work_that_outlasts_the_drain_timeout_is_reported() -> None:
+    async with anyio.create_task_group() as work:
+        later = LaterAnswers(work, delay=3.0)
+        async with (
+            LinkHub(R, config=FAST, handler=later) as router,
+            LinkHub(A, config=FAST) as access,
+        ):
+            link = await access.connect(*await router.listen())
+            await link.wait_ready()
+            await link.send(chat(1))
+            await wait_until(lambda: later.accepted == 1)
+            report = await router.deregister(idle=later.wait_idle, drain_timeout=0.3)
+        work.cancel_scope.cancel()
+    assert report.acked == [(ACCESS, 7)]
+    assert report.idle_timed_out
+    assert not report.complete
+
+
+async def test_a_registry_that_never_answers_does_not_stall_the_drain() -> None:
+    class Hanging:
+        async def deregister(self, key: object, /) -> None:
+            await anyio.sleep_forever()
+
+    async with LinkHub(R, config=FAST) as router, LinkHub(A, config=FAST) as access:
+        link = await access.connect(*await router.listen())
+        await link.wait_ready()
+        with anyio.fail_after(10):
+            report = await router.deregister(Hanging(), drain_timeout=0.5)
+    assert "timed out" in report.registry_error
+    assert report.acked == [(ACCESS, 7)]
+    assert not report.complete
