@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from imsdk_server.allinone import AllInOneConfig
 
 #: The roles ``imsdk serve`` accepts; ``all`` runs every one of them in one process.
-SERVE_ROLES: tuple[str, ...] = ("all", "auth", "access", "access-manager", "location", "router")
+SERVE_ROLES: tuple[str, ...] = ("all", "auth", "media", "access", "access-manager", "location", "router")
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 PASSWORD_ENV = "IMSDK_PASSWORD"
 
@@ -57,8 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a server role, or every role in one process",
         description="Run one server role, or all of them in one process. Options override the [server] "
-        "table of --config; the file may also hold [auth], [access], [access_manager], [location] and "
-        "[router] tables. Ctrl-C or SIGTERM stops it in order (not-ready, drain, close).",
+        "table of --config; the file may also hold [auth], [media], [access], [access_manager], "
+        "[location] and [router] tables. Ctrl-C or SIGTERM stops it in order (not-ready, drain, close).",
     )
     serve.add_argument("role", choices=SERVE_ROLES, metavar="ROLE", help=f"one of: {', '.join(SERVE_ROLES)}")
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")

@@ -25,7 +25,7 @@ __all__ = ["COMPONENT_TABLES", "AllInOneConfig", "component_config", "load_serve
 T = TypeVar("T")
 
 #: Component tables a configuration file may hold besides ``[server]``.
-COMPONENT_TABLES: tuple[str, ...] = ("auth", "access", "access_manager", "location", "router")
+COMPONENT_TABLES: tuple[str, ...] = ("auth", "media", "access", "access_manager", "location", "router")
 
 
 @dataclass

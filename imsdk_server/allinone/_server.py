@@ -10,12 +10,13 @@ start (in this order)   what happens
 HTTP socket             ``--http`` is bound first, so a port in use fails before anything else starts
 backends                registry and queue clients (one shared in-process hub each for ``memory``)
 auth                    the auth service (users, tokens) and its revocation refresher
+media                   the media upload/download service (blobs under ``<data>/media``)
 location                the presence service, fed from the queue
 router                  the message router: listens for links, registers ``REGISTERED``, then ``READY``
 access manager          consumes load reports, follows the registry
 access server           listens on ``--tcp``, registers, dials every router in the registry over a link,
                         waits until the links are ready, goes ``READY`` and publishes a first load report
-HTTP                    one listener: auth + access manager routes, ``/metrics``, ``/healthz``
+HTTP                    one listener: auth, media and access manager routes, ``/metrics``, ``/healthz``
 ======================  =====================================================================================
 
 Stopping: the access server leaves the registry, tells its clients the server is going away
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
@@ -66,7 +68,7 @@ __all__ = ["ROLES", "AllInOne", "StartupError"]
 log = logging.getLogger("imsdk_server.allinone")
 
 #: Every role ``imsdk serve`` knows, in start order.
-ROLES: tuple[str, ...] = ("auth", "location", "router", "access-manager", "access")
+ROLES: tuple[str, ...] = ("auth", "media", "location", "router", "access-manager", "access")
 
 _ACCESS_LINK_ROLE = int(ServerRole.SERVER_ROLE_ACCESS)
 _ROUTER_LINK_ROLE = int(ServerRole.SERVER_ROLE_INSTANT_ROUTER)
@@ -124,6 +126,7 @@ class AllInOne:
         self._tasks: list[_Task] = []
         self._token_verifier: TokenVerifier | None = None
         self._users: UserStore | None = None
+        self._media_app: ASGIApp | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -179,6 +182,8 @@ class AllInOne:
         await self._open_backends(stack)
         if "auth" in self.roles:
             await self._start_auth(stack)
+        if "media" in self.roles:
+            self._start_media(stack)
         if "location" in self.roles or "router" in self.roles:
             await self._start_location()
         if "router" in self.roles:
@@ -296,6 +301,26 @@ class AllInOne:
         stack.push_async_callback(self.auth.aclose)
         self._token_verifier = self.auth.verifier
         await self._spawn("auth", self.auth.run_background)
+
+    # -- media -----------------------------------------------------------------------------------------------
+
+    def _start_media(self, stack: AsyncExitStack) -> None:
+        from imsdk_server.media import LocalMediaStore, MediaConfig, TokenAuth, create_media_app
+
+        cfg = self.config
+        root: Path | None = None
+        if "root" in cfg.components.get("media", {}):
+            pass  # the [media] table names the directory
+        elif cfg.data is not None:
+            root = Path(cfg.data) / "media"
+        else:  # nothing is kept without --data: the blobs go with the process
+            tmp = tempfile.TemporaryDirectory(prefix="imsdk-media-")
+            stack.callback(tmp.cleanup)
+            root = Path(tmp.name)
+        media_cfg = component_config(cfg, MediaConfig, "media", root=root)
+        self._media_app = create_media_app(
+            LocalMediaStore(media_cfg.root), TokenAuth(self._verifier()), media_cfg, metrics=self.metrics
+        )
 
     # -- location and router ---------------------------------------------------------------------------------
 
@@ -538,6 +563,8 @@ class AllInOne:
             from imsdk_server.auth import create_auth_app
 
             default = create_auth_app(self.auth)
+        if self._media_app is not None:
+            routes["/v1/media"] = self._media_app
         if self.access_manager is not None:
             from imsdk_server.access_manager import create_access_manager_app
 

@@ -49,7 +49,7 @@ async def test_starts_serves_and_stops_without_leaking_tasks_or_ports() -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
             health = (await client.get("/healthz")).json()
             assert health["status"] == "ok"
-            assert health["roles"] == ["auth", "location", "router", "access-manager", "access"]
+            assert health["roles"] == ["auth", "media", "location", "router", "access-manager", "access"]
             assert health["access"]["links_ready"] == 1
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200
@@ -279,3 +279,31 @@ def load_serve_config_from_text(text: str) -> AllInOneConfig:
         file = Path(tmp) / "imsdk.toml"
         file.write_text(text)
         return load_serve_config(file)
+
+
+def tiny_png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 2, 3, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(3)))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+async def test_media_is_served_beside_auth_on_the_one_http_address(tmp_path: Path) -> None:
+    async with AllInOne(loopback_config(data=tmp_path)) as server:
+        assert server.http_address is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_address[1]}") as client:
+            token = await register_and_login(client, "fay")
+            auth = {"Authorization": f"Bearer {token}"}
+            assert (await client.post("/v1/media", content=tiny_png())).status_code == 401
+            up = await client.post("/v1/media?kind=image", content=tiny_png(), headers=auth)
+            assert up.status_code == 201, up.text
+            meta = up.json()
+            assert (meta["kind"], meta["width"], meta["height"]) == ("image", 2, 3)
+            down = await client.get(f"/v1/media/{meta['id']}", headers=auth)
+            assert (down.status_code, down.content) == (200, tiny_png())
+    assert any((tmp_path / "media").rglob(meta["id"]))
