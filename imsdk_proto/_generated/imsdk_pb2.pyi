@@ -643,10 +643,12 @@ class Notification(_message.Message):
     def __init__(self, type: _Optional[str] = ..., payload: _Optional[bytes] = ..., merge_key: _Optional[str] = ..., store: _Optional[_Union[StorePolicy, str]] = ..., notify_id: _Optional[int] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
 
 class NotifyAck(_message.Message):
-    __slots__ = ("notify_ids",)
+    __slots__ = ("notify_ids", "status")
     NOTIFY_IDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     notify_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, notify_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    status: SendStatus
+    def __init__(self, notify_ids: _Optional[_Iterable[int]] = ..., status: _Optional[_Union[SendStatus, str]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
     __slots__ = ("uids", "title", "body", "payload", "store_offline", "push_id", "expires_at_ms")

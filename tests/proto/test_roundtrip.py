@@ -9,7 +9,7 @@ from imsdk_proto import errors, messages
 from imsdk_proto._frame import Frame, FrameDecoder, body_class, encode_frame, encode_raw
 from imsdk_proto._header import Header
 from imsdk_proto.codecs import bson_json, get_codec, protobuf
-from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, Flags, SystemFunc, VoipFunc
+from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, Flags, NotifyFunc, SystemFunc, VoipFunc
 from tests.proto._examples import FULL_HEADER, fill, registered_bodies
 
 CODES = registered_bodies()
@@ -165,3 +165,11 @@ def test_body_as_checks_the_class() -> None:
     with pytest.raises(errors.ProtocolError) as info:
         frame.body_as(messages.ChatImage)
     assert info.value.code is ErrorCode.UNEXPECTED_MESSAGE
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+def test_notify_ack_says_what_became_of_the_notifications(codec: Codec) -> None:
+    ack = messages.NotifyAck(notify_ids=[11, 12], status=messages.SendStatus.SEND_STATUS_STORED)
+    frame = _decode_one(encode_frame(Header(Biz.NOTIFY, NotifyFunc.ACK, flags=Flags.RESPONSE), ack, codec))
+    assert frame.body == ack
+    assert frame.body_as(messages.NotifyAck).status == messages.SendStatus.SEND_STATUS_STORED
