@@ -108,6 +108,12 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
         raise ConfigError("; ".join(errors))
     if hint is Any:
         return value
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            shown = ", ".join(repr(c) for c in allowed)
+            raise ConfigError(f"{name}: expected one of {shown}, got {value!r}")
+        return value
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,22 +172,8 @@ def component_config(config: AllInOneConfig, cls: type[T], table: str, **forced:
     values = dict(config.components.get(table, {}))
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values.update({k: v for k, v in forced.items() if k in names and v is not None})
-    # ``Literal[...]`` fields (the auth server's token kind) are checked here; load_config reads the rest.
-    hints = typing.get_type_hints(cls)
-    literals: dict[str, Any] = {}
-    for name in list(values):
-        hint = hints.get(name)
-        if typing.get_origin(hint) is typing.Literal:
-            value = values.pop(name)
-            choices = typing.get_args(hint)
-            if value is not None and value not in choices:
-                shown = ", ".join(repr(c) for c in choices)
-                raise ConfigError(f"[{table}] {name}: expected one of {shown}, got {value!r}")
-            if value is not None:
-                literals[name] = value
     try:
-        built = load_config(cls, section=table, overrides=values)
-        return dataclasses.replace(built, **literals) if literals else built  # type: ignore[type-var]
+        return load_config(cls, section=table, overrides=values)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -26,6 +26,7 @@ class Sample:
     data: Path | None = None
     kind: Kind = Kind.EMBEDDED
     regions: tuple[str, ...] = ()
+    token_kind: Literal["v1", "v2"] = "v2"
 
 
 def test_defaults_without_file_or_overrides() -> None:
@@ -40,6 +41,7 @@ def test_file_table_then_overrides(tmp_path: Path) -> None:
     )
     got = load_config(Sample, path=cfg, section="access", overrides={"idle_timeout": "30", "data": None})
     assert got == Sample(HostPort("0.0.0.0", 7000), 30.0, 10_000, True, None, Kind.REDIS, ("eu", "us"))
+    assert load_config(Sample, overrides={"token_kind": "v1"}).token_kind == "v1"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,7 @@ def test_file_table_then_overrides(tmp_path: Path) -> None:
         ({"tcp": "nohost"}, "tcp: expected HOST:PORT"),
         ({"tcp": "h:99999"}, "port out of range"),
         ({"kind": "kafka"}, "expected one of embedded, redis"),
+        ({"token_kind": "v3"}, "token_kind: expected one of 'v1', 'v2'"),
     ],
 )
 def test_bad_values_are_config_errors(overrides: dict[str, Any], message: str) -> None:
