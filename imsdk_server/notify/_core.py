@@ -185,6 +185,11 @@ class NotifyCore:
         self._loads: dict[int, _Load] = {}
         self._logins: dict[tuple[str, str], int] = {}
         self._generation = 0
+        # While a user has work in flight (a stored submission, a login load), the highest version pushed
+        # per (type, merge_key): a store answer or a login page that arrives late with an older version is
+        # not pushed after a newer one. Forgotten when the user's work in flight drops to zero.
+        self._busy: dict[str, int] = {}
+        self._pushed: dict[str, dict[tuple[str, str], int]] = {}
         self._m_outcomes = {o: self._m.counter("notifications_total", outcome=o.value) for o in Outcome}
         self._m_pushed = self._m.counter("pushed_total")
         self._m_login = self._m.counter("login_delivered_total")
@@ -192,6 +197,7 @@ class NotifyCore:
         self._m.gauge("submissions_inflight", lambda: float(len(self._submissions)))
         self._m.gauge("loads_inflight", lambda: float(len(self._loads)))
         self._m.gauge("online_devices", lambda: float(sum(len(d) for d in self._online.values())))
+        self._m.gauge("tracked_versions", lambda: float(sum(len(k) for k in self._pushed.values())))
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
 
@@ -228,6 +234,29 @@ class NotifyCore:
 
     def _count_error(self, code: ErrorCode) -> None:
         self._m.counter("errors_total", code=code.name).inc()
+
+    def _hold(self, uid: str) -> None:
+        self._busy[uid] = self._busy.get(uid, 0) + 1
+
+    def _release(self, uid: str) -> None:
+        left = self._busy[uid] - 1
+        if left:
+            self._busy[uid] = left
+        else:
+            del self._busy[uid]
+            self._pushed.pop(uid, None)
+
+    def _newer_pushed(self, uid: str, kind: str, merge_key: str, notify_id: int) -> bool:
+        """Whether a newer version of this key was pushed while ``uid`` had work in flight."""
+        pushed = self._pushed.get(uid)
+        return pushed is not None and pushed.get((kind, merge_key), 0) > notify_id
+
+    def _note_pushed(self, uid: str, kind: str, merge_key: str, notify_id: int) -> None:
+        if uid in self._busy:
+            versions = self._pushed.setdefault(uid, {})
+            key = (kind, merge_key)
+            if versions.get(key, 0) < notify_id:
+                versions[key] = notify_id
 
     # -- submissions -----------------------------------------------------------------------------------------
 
@@ -292,6 +321,7 @@ class NotifyCore:
             actions = self._push_all(sub, targets)
             return token, actions + self._answer(sub, Outcome.DELIVERED)
         self._submissions[token] = sub
+        self._hold(uid)
         record = StoredNotification(
             uid=uid,
             type=note.type,
@@ -358,14 +388,26 @@ class NotifyCore:
         sub = self._submissions.pop(token, None)
         if sub is None:
             return []
+        try:
+            return self._stored(sub, result)
+        finally:
+            self._release(sub.uid)
+
+    def _stored(self, sub: _Submission, result: UpsertResult) -> list[Action]:
         if result is UpsertResult.DUPLICATE:
             return self._answer(sub, Outcome.DUPLICATE)
-        if result is UpsertResult.SUPERSEDED:
+        note = sub.note
+        if result is UpsertResult.SUPERSEDED or self._newer_pushed(
+            sub.uid, note.type, note.merge_key, note.notify_id
+        ):
+            # Committed, but a newer version of the key was committed and pushed meanwhile: pushing this
+            # one now would leave the devices showing the older notification.
             return self._answer(sub, Outcome.SUPERSEDED)
         targets = dict(sub.targets)
         targets.update(self._online.get(sub.uid, {}))
         if not targets:
             return self._answer(sub, Outcome.STORED)
+        self._note_pushed(sub.uid, note.type, note.merge_key, note.notify_id)
         return self._push_all(sub, targets) + self._answer(sub, Outcome.DELIVERED)
 
     def store_failed(self, token: int, code: ErrorCode, now: float) -> list[Action]:
@@ -373,6 +415,7 @@ class NotifyCore:
         sub = self._submissions.pop(token, None)
         if sub is None:
             return []
+        self._release(sub.uid)
         return self._answer(sub, None, code)
 
     # -- frames ----------------------------------------------------------------------------------------------
@@ -458,6 +501,7 @@ class NotifyCore:
         self._logins[(uid, device)] = self._generation
         token = self._token()
         self._loads[token] = _Load(uid, device, access_id, self._generation)
+        self._hold(uid)  # until the last page of this login is answered
         return [LoadPending(token, uid, 0, self.config.login_page)]
 
     def device_offline(self, uid: str, device: str, now: float) -> list[Action]:
@@ -473,12 +517,18 @@ class NotifyCore:
     def loaded(self, token: int, records: Sequence[StoredNotification], now: float) -> list[Action]:
         """The store's answer to :class:`LoadPending` ``token``: push the page, ask for the next one."""
         load = self._loads.pop(token, None)
-        if load is None or self._logins.get((load.uid, load.device)) != load.generation:
+        if load is None:
+            return []
+        if self._logins.get((load.uid, load.device)) != load.generation:
+            self._release(load.uid)
             return []  # the device went offline, or a newer login replaced this one
         actions: list[Action] = []
         for rec in records:
             if rec.uid != load.uid or not rec.pending:
                 continue
+            if self._newer_pushed(load.uid, rec.type, rec.merge_key, rec.notify_id):
+                continue  # read before a newer version was committed and pushed live
+            self._note_pushed(load.uid, rec.type, rec.merge_key, rec.notify_id)
             note = pb.Notification(
                 type=rec.type,
                 payload=rec.payload,
@@ -497,6 +547,7 @@ class NotifyCore:
             actions.append(LoadPending(next_token, load.uid, records[-1].notify_id, self.config.login_page))
         else:
             del self._logins[(load.uid, load.device)]
+            self._release(load.uid)
         return actions
 
     def load_failed(self, token: int, code: ErrorCode, now: float) -> list[Action]:
@@ -506,5 +557,6 @@ class NotifyCore:
             return []
         if self._logins.get((load.uid, load.device)) == load.generation:
             del self._logins[(load.uid, load.device)]
+        self._release(load.uid)
         self._count_error(code)
         return []

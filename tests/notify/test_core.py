@@ -434,3 +434,50 @@ def test_config_validates_and_reads_strings() -> None:
     ):
         with pytest.raises(ValueError, match=r"node_id|policy|type names|login_page"):
             NotifyConfig(**bad)
+
+
+# -- concurrent answers: an older version never reaches a device after a newer one --------------------------
+
+
+def _ids(actions: list[Action]) -> list[int]:
+    return [f.header.msg_id for f in pushes(actions)]
+
+
+def test_an_older_version_answered_after_a_newer_one_was_pushed_is_not_pushed() -> None:
+    """Both versions commit (1 before 2), but their answers reach the core in the other order: pushing
+    version 1 last would leave the device showing the stale one."""
+    metrics = Metrics()
+    core = NotifyCore(CONFIG, metrics=metrics)
+    t1, _ = core.submit("alice", pb.Notification(type="friend_request", notify_id=1), [PHONE], NOW)
+    t2, _ = core.submit("alice", pb.Notification(type="friend_request", notify_id=2), [PHONE], NOW)
+    assert _ids(core.stored(t2, UpsertResult.STORED, NOW)) == [2]
+    late = core.stored(t1, UpsertResult.STORED, NOW)
+    assert _ids(late) == []
+    assert [r.outcome for r in reports(late)] == [Outcome.SUPERSEDED]
+    assert metrics.value("notify_tracked_versions") == 0  # nothing in flight: nothing remembered
+
+
+def test_a_login_page_read_before_a_newer_live_push_does_not_push_the_stale_row() -> None:
+    metrics = Metrics()
+    core = NotifyCore(CONFIG, metrics=metrics)
+    (load,) = core.device_online("alice", "phone", 11, NOW)
+    assert isinstance(load, LoadPending)
+    # The page was read while version 5 was being committed; version 5 is pushed live first.
+    token, _ = core.submit("alice", pb.Notification(type="friend_request", notify_id=5), [], NOW)
+    assert _ids(core.stored(token, UpsertResult.STORED, NOW)) == [5]
+    assert metrics.value("notify_tracked_versions") == 1
+    page = [_stored(3, "friend_request"), _stored(4, "other")]
+    assert _ids(core.loaded(load.token, page, NOW)) == [4]
+    assert metrics.value("notify_tracked_versions") == 0
+
+
+def test_a_version_pushed_before_a_device_came_online_still_reaches_it_at_login() -> None:
+    core = NotifyCore(CONFIG)
+    (pad_load,) = core.device_online("alice", "pad", 12, NOW)  # keeps alice's work in flight
+    assert isinstance(pad_load, LoadPending)
+    token, _ = core.submit("alice", pb.Notification(type="friend_request", notify_id=5), [], NOW)
+    assert _ids(core.stored(token, UpsertResult.STORED, NOW)) == [5]  # to the pad only
+    (phone_load,) = core.device_online("alice", "phone", 11, NOW)
+    assert isinstance(phone_load, LoadPending)
+    assert _ids(core.loaded(phone_load.token, [_stored(5, "friend_request")], NOW)) == [5]
+    assert _ids(core.loaded(pad_load.token, [_stored(5, "friend_request")], NOW)) == [5]
