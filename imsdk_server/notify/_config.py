@@ -48,6 +48,10 @@ class NotifyConfig:
     login_page: int = 200
     """Stored notifications read per page when a device comes online."""
 
+    login_workers: int = 16
+    """The most login deliveries reading the store at once; more online notices wait their turn (a mass
+    reconnect must not open a store read per device at the same moment)."""
+
     tombstone_ttl: float = 7 * 24 * 3600.0
     """Seconds an acknowledged notification's key and version are kept, so that a stale write arriving
     after the ack cannot bring an old notification back."""
@@ -72,7 +76,7 @@ class NotifyConfig:
         object.__setattr__(self, "policies", policies)
         if not isinstance(self.default_policy, Policy):
             object.__setattr__(self, "default_policy", Policy(self.default_policy))
-        for name in ("max_type_chars", "max_payload_bytes", "max_ack_ids", "login_page"):
+        for name in ("max_type_chars", "max_payload_bytes", "max_ack_ids", "login_page", "login_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_merge_key_chars < 0:

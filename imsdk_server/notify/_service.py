@@ -13,6 +13,7 @@ Presence comes from the location service: :class:`PresenceLookup` (``devices(uid
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -55,6 +56,8 @@ from imsdk_server.notify._errors import NotifyError, NotifyStorageUnavailable
 from imsdk_server.notify._store import NotificationStore, NotificationStoreError
 
 __all__ = ["FrameSink", "NotifyResult", "NotifyService", "PresenceLookup"]
+
+log = logging.getLogger("imsdk_server.notify")
 
 _POLICY_WIRE = {
     None: pb.StorePolicy.STORE_POLICY_UNSPECIFIED,
@@ -116,6 +119,7 @@ class NotifyService:
         self._m_purged = m.counter("purged_total")
         self._m_overflows = m.counter("presence_overflows_total")
         self._ready = anyio.Event()
+        self._login_limiter = anyio.CapacityLimiter(self.config.login_workers)
 
     # --------------------------------------------------------------------------------- running
 
@@ -154,11 +158,15 @@ class NotifyService:
                 async for notice in subscriber:
                     actions = self._notice_actions(notice)
                     if actions:
-                        tg.start_soon(self._execute, actions)
+                        tg.start_soon(self._login_work, actions)
             except SubscriberOverflow:
                 self._m_overflows.inc()
                 continue
             return  # the location service ended the subscription: it is closing
+
+    async def _login_work(self, actions: Sequence[Action]) -> None:
+        async with self._login_limiter:
+            await self._execute(actions)
 
     def _notice_actions(self, notice: Notice) -> list[Action]:
         now = self._clock()
@@ -278,9 +286,8 @@ class NotifyService:
             elif isinstance(action, StoreNotification):
                 try:
                     result = await self.store.upsert(action.notification)
-                except (SQLError, NotificationStoreError) as exc:
-                    self._m_store_errors.inc()
-                    todo.extend(core.store_failed(action.token, exc.code, self._clock()))
+                except Exception as exc:
+                    todo.extend(core.store_failed(action.token, self._store_error(exc), self._clock()))
                 else:
                     todo.extend(core.stored(action.token, result, self._clock()))
             elif isinstance(action, LoadPending):
@@ -288,19 +295,28 @@ class NotifyService:
                     records = await self.store.pending(
                         action.uid, after_id=action.after_id, limit=action.limit
                     )
-                except (SQLError, NotificationStoreError) as exc:
-                    self._m_store_errors.inc()
-                    todo.extend(core.load_failed(action.token, exc.code, self._clock()))
+                except Exception as exc:
+                    todo.extend(core.load_failed(action.token, self._store_error(exc), self._clock()))
                 else:
                     todo.extend(core.loaded(action.token, records, self._clock()))
             elif isinstance(action, StoreAck):
                 try:
                     await self.store.ack(action.uid, action.notify_ids, int(self._clock() * 1000))
-                except (SQLError, NotificationStoreError):
-                    self._m_store_errors.inc()  # the rows stay pending: delivered again at the next login
+                except Exception as exc:
+                    self._store_error(exc)  # the rows stay pending: delivered again at the next login
             else:
                 answers.append(action)
         return answers
+
+    def _store_error(self, exc: Exception) -> ErrorCode:
+        """Count a failed store call and give the code the core answers with. Storage faults carry their
+        own code; anything else is a bug below us, logged and answered ``INTERNAL``, so that the core's
+        submission or load still gets its answer and the service keeps serving."""
+        self._m_store_errors.inc()
+        if isinstance(exc, (SQLError, NotificationStoreError)):
+            return exc.code
+        log.exception("notify: the store raised an unexpected error", exc_info=exc)
+        return ErrorCode.INTERNAL
 
     async def _send(self, action: SendFrame) -> None:
         try:

@@ -26,6 +26,7 @@ from imsdk_server.notify import (
     Outcome,
     Policy,
     SQLNotificationStore,
+    StoredNotification,
 )
 
 pytestmark = pytest.mark.anyio
@@ -254,3 +255,57 @@ async def test_purge_removes_old_tombstones(tmp_path: Path) -> None:
         w.clock[0] += 61
         assert await w.service.purge() == 1
         assert await w.store.get("zed", "badge") is None
+
+
+class WatchedStore(SQLNotificationStore):
+    """The real SQLite store, counting how many login reads run at once; ``fail_next`` makes the next read
+    raise an error the service does not expect (a bug elsewhere, not a storage fault)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.reading = 0
+        self.most_reading = 0
+        self.fail_next = False
+
+    async def pending(self, uid: str, *, after_id: int = 0, limit: int = 200) -> list[StoredNotification]:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("unexpected")
+        self.reading += 1
+        self.most_reading = max(self.most_reading, self.reading)
+        try:
+            await anyio.sleep(0.01)
+            return await super().pending(uid, after_id=after_id, limit=limit)
+        finally:
+            self.reading -= 1
+
+
+async def test_login_loads_are_bounded_and_an_unexpected_error_does_not_stop_the_service(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    location = LocationService(
+        LocationConfig(grace=0.05, burst_window=0.05), metrics=metrics.child("location")
+    )
+    store = WatchedStore(SQLiteDatabase(str(tmp_path / "notify.db")), metrics=metrics)
+    await store.setup()
+    sink = RecordingSink()
+    config = NotifyConfig(policies={"badge": Policy.KEEP_LATEST}, login_workers=4)
+    service = NotifyService(config, store=store, sink=sink, presence=location, metrics=metrics)
+    async with anyio.create_task_group() as tg:
+        await tg.start(location.run)
+        await tg.start(lambda task_status: service.run(location=location, task_status=task_status))
+        for i in range(40):
+            await service.notify(f"u{i}", "badge", b"1")
+        store.fail_next = True
+        location.device_online(DeviceOnline("u0", "phone", 11, 1, Network.WIFI))
+        await anyio.sleep(0.05)
+        for i in range(1, 40):
+            location.device_online(DeviceOnline(f"u{i}", "phone", 11, 1, Network.WIFI))
+        await sink.wait_for(39)
+        tg.cancel_scope.cancel()
+    await store.aclose()
+    assert sorted(h.receiver_uid for _, h, _ in sink.frames) == sorted(f"u{i}" for i in range(1, 40))
+    assert store.most_reading <= 4
+    assert metrics.value("notify_store_errors_total") == 1
+    assert service.core.loads_inflight == 0
