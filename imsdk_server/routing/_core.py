@@ -156,12 +156,17 @@ _SEND_ACK = ChatFunc.SEND_ACK
 
 
 def _varint(value: int) -> bytes:
+    if value <= 0x7F:
+        return _SMALL_VARINTS[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL_VARINTS = [bytes((i,)) for i in range(0x80)]
 
 
 def stamp_body(body: bytes, server_msg_id: int, conv_seq: int, sent_at_ms: int) -> bytes:

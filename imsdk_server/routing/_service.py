@@ -446,9 +446,11 @@ class RouterService:
                 self._query_wake.set()
             else:
                 self._answer(queries, answers)
-        deadline = self.core.next_deadline()
-        if deadline is not None and deadline < self._armed:
-            self._timer_wake.set()
+            # Only a new presence query brings the core's deadline closer (answers and commits move
+            # it later; the timer re-arms itself when it wakes early): only then may the timer need waking.
+            deadline = self.core.next_deadline()
+            if deadline is not None and deadline < self._armed:
+                self._timer_wake.set()
 
     def _answer(self, queries: Sequence[QueryPresence], answers: Mapping[str, PresenceAnswer]) -> None:
         now = self._clock()
