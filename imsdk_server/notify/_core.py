@@ -142,6 +142,15 @@ _TO_WIRE = {
     Policy.KEEP_LATEST: StorePolicy.STORE_POLICY_KEEP_LATEST,
 }
 _FROM_WIRE = {v: k for k, v in _TO_WIRE.items()}
+#: The status a business server's ``NOTIFY/ACK`` carries. ``SendStatus`` has no "superseded": such a
+#: notification was neither kept nor pushed (a newer one of its key is), which is what ``DROPPED`` says.
+_STATUS = {
+    Outcome.DELIVERED: pb.SendStatus.SEND_STATUS_DELIVERED,
+    Outcome.STORED: pb.SendStatus.SEND_STATUS_STORED,
+    Outcome.DROPPED: pb.SendStatus.SEND_STATUS_DROPPED,
+    Outcome.DUPLICATE: pb.SendStatus.SEND_STATUS_DUPLICATE,
+    Outcome.SUPERSEDED: pb.SendStatus.SEND_STATUS_DROPPED,
+}
 
 
 def effective_policy(config: NotifyConfig, note: pb.Notification) -> Policy:
@@ -365,7 +374,8 @@ class NotifyCore:
         if error is not None:
             body = pb.ErrorReport(code=int(error), message="the notification was not stored; resend it")
             return [self._reply(sub.token, sub.request, body.SerializeToString(), error)]
-        ack = pb.NotifyAck(notify_ids=[notify_id])
+        assert outcome is not None
+        ack = pb.NotifyAck(notify_ids=[notify_id], status=_STATUS[outcome])
         return [self._reply(sub.token, sub.request, ack.SerializeToString(), None)]
 
     def _reply(self, token: int, req: Header, body: bytes, error: ErrorCode | None) -> Reply:

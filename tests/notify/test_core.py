@@ -322,6 +322,31 @@ def test_client_ack_becomes_a_store_ack() -> None:
     assert core.frame_received(header, body, [], NOW) == []
 
 
+STATUS = {
+    Outcome.DELIVERED: pb.SendStatus.SEND_STATUS_DELIVERED,
+    Outcome.STORED: pb.SendStatus.SEND_STATUS_STORED,
+    Outcome.DROPPED: pb.SendStatus.SEND_STATUS_DROPPED,
+    Outcome.DUPLICATE: pb.SendStatus.SEND_STATUS_DUPLICATE,
+    Outcome.SUPERSEDED: pb.SendStatus.SEND_STATUS_DROPPED,  # neither kept nor pushed: a newer one is
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_the_business_servers_answer_says_what_became_of_the_notification(case: Case) -> None:
+    """The submission table again, as frames: the NOTIFY/ACK response carries the outcome as a status."""
+    core = NotifyCore(CONFIG)
+    note = pb.Notification(type=case.type, notify_id=41, store=case.store_field)  # type: ignore[arg-type]
+    actions = core.frame_received(*server_notify(note), case.devices, NOW)
+    if case.store_answer is not None:
+        (store,) = actions
+        assert isinstance(store, StoreNotification)
+        actions = core.stored(store.token, case.store_answer, NOW)
+    (reply,) = [a for a in actions if isinstance(a, Reply)]
+    ack = pb.NotifyAck.FromString(reply.body)
+    assert list(ack.notify_ids) == [41]
+    assert ack.status == STATUS[case.outcome]
+
+
 def test_business_frame_is_answered_after_the_commit() -> None:
     core = NotifyCore(CONFIG)
     header, body = server_notify(pb.Notification(type="friend_request", payload=b"x", notify_id=500))
