@@ -25,6 +25,8 @@ from imsdk_server.auth._errors import UserNotFound as UserNotFound
 # Events
 from imsdk_server.auth._events import AuthEvent as AuthEvent
 from imsdk_server.auth._events import AuthEvents as AuthEvents
+from imsdk_server.auth._events import FriendAdded as FriendAdded
+from imsdk_server.auth._events import FriendRemoved as FriendRemoved
 from imsdk_server.auth._events import Profile as Profile
 from imsdk_server.auth._events import ProfileChanged as ProfileChanged
 from imsdk_server.auth._events import Subscriber as Subscriber
@@ -72,6 +74,8 @@ __all__ = [
     "Claims",
     "ClientInfo",
     "FieldTooLarge",
+    "FriendAdded",
+    "FriendRemoved",
     "InvalidRequest",
     "IssuedToken",
     "KeyRing",

@@ -1,4 +1,4 @@
-"""Events the auth server publishes: profile changes (pushed to online friends), logins and logouts."""
+"""Events the auth server publishes: profile and friend changes (pushed to online users), logins, logouts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from imsdk_server.metrics import Metrics
 __all__ = [
     "AuthEvent",
     "AuthEvents",
+    "FriendAdded",
+    "FriendRemoved",
     "Profile",
     "ProfileChanged",
     "Subscriber",
@@ -42,6 +44,24 @@ class ProfileChanged:
 
 
 @dataclass(frozen=True)
+class FriendAdded:
+    """``uid`` befriended ``friend`` (friendship is mutual: both users are to be told)."""
+
+    uid: str
+    friend: str
+    at: float
+
+
+@dataclass(frozen=True)
+class FriendRemoved:
+    """``uid`` ended the friendship with ``friend`` (both users are to be told)."""
+
+    uid: str
+    friend: str
+    at: float
+
+
+@dataclass(frozen=True)
 class UserLoggedIn:
     """A login succeeded; the client's self-description rides along for presence and access choice."""
 
@@ -64,7 +84,7 @@ class UserLoggedOut:
     at: float
 
 
-AuthEvent = ProfileChanged | UserLoggedIn | UserLoggedOut
+AuthEvent = ProfileChanged | FriendAdded | FriendRemoved | UserLoggedIn | UserLoggedOut
 Subscriber = Callable[[AuthEvent], Awaitable[None]]
 
 

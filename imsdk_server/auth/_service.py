@@ -28,7 +28,15 @@ from imsdk_server.auth._errors import (
     TokenFault,
     TokenInvalid,
 )
-from imsdk_server.auth._events import AuthEvents, Profile, ProfileChanged, UserLoggedIn, UserLoggedOut
+from imsdk_server.auth._events import (
+    AuthEvents,
+    FriendAdded,
+    FriendRemoved,
+    Profile,
+    ProfileChanged,
+    UserLoggedIn,
+    UserLoggedOut,
+)
 from imsdk_server.auth._opaque import OpaqueTokenStore
 from imsdk_server.auth._passwords import PasswordHasher, ScryptParams
 from imsdk_server.auth._revocation import RevocationList
@@ -321,18 +329,26 @@ class AuthService:
     # -- friends and profiles --------------------------------------------------------------------------------
 
     async def add_friend(self, uid: str, friend: str) -> bool:
-        """Make ``uid`` and ``friend`` friends; ``False`` when they already were."""
+        """Make ``uid`` and ``friend`` friends and publish :class:`FriendAdded`; ``False`` (and no event)
+        when they already were."""
         check_uid(friend, "friend")
         if friend == uid:
             raise InvalidRequest("a user cannot befriend themselves")
+        now = self.clock()
         async with self._storage():
-            return await self.store.add_friend(uid, friend, now=self.clock(), limit=self.config.max_friends)
+            added = await self.store.add_friend(uid, friend, now=now, limit=self.config.max_friends)
+        if added:
+            await self.events.publish(FriendAdded(uid, friend, now))
+        return added
 
     async def remove_friend(self, uid: str, friend: str) -> bool:
-        """End a friendship; ``False`` when there was none."""
+        """End a friendship and publish :class:`FriendRemoved`; ``False`` (no event) when there was none."""
         check_uid(friend, "friend")
         async with self._storage():
-            return await self.store.remove_friend(uid, friend)
+            removed = await self.store.remove_friend(uid, friend)
+        if removed:
+            await self.events.publish(FriendRemoved(uid, friend, self.clock()))
+        return removed
 
     async def list_friends(self, uid: str) -> list[str]:
         """``uid``'s friends, sorted."""

@@ -24,6 +24,8 @@ def test_auth_exports_are_pinned() -> None:
             "Claims",
             "ClientInfo",
             "FieldTooLarge",
+            "FriendAdded",
+            "FriendRemoved",
             "InvalidRequest",
             "IssuedToken",
             "KeyRing",
