@@ -15,8 +15,11 @@ Runs on anyio, so an app may use it from asyncio or trio. Every error the SDK ra
 """
 
 from imsdk_client._auth import AuthClient as AuthClient
+from imsdk_client._auth import ProfileInfo as ProfileInfo
+from imsdk_client._auth import TokenInfo as TokenInfo
 from imsdk_client._client import Client as Client
 from imsdk_client._client import MediaInfo as MediaInfo
+from imsdk_client._client import Sending as Sending
 from imsdk_client._client import check_location as check_location
 from imsdk_client._core.backoff import BackoffConfig as BackoffConfig
 from imsdk_client._core.events import ConnectionState as ConnectionState
@@ -36,12 +39,10 @@ from imsdk_client._core.events import SendAcked as SendAcked
 from imsdk_client._core.events import SendFailed as SendFailed
 from imsdk_client._core.events import StateChanged as StateChanged
 from imsdk_client._core.heartbeat import HeartbeatConfig as HeartbeatConfig
+from imsdk_client._core.race import Endpoint as Endpoint
 from imsdk_client._core.reorder import ReorderConfig as ReorderConfig
 from imsdk_client._core.reorder import conversation_id as conversation_id
 from imsdk_client._core.session import SessionConfig as SessionConfig
-from imsdk_client._auth import ProfileInfo as ProfileInfo
-from imsdk_client._auth import TokenInfo as TokenInfo
-from imsdk_client._core.race import Endpoint as Endpoint
 from imsdk_client._drivers.race import AllAccessPointsFailed as AllAccessPointsFailed
 from imsdk_client._errors import BadResponse as BadResponse
 from imsdk_client._errors import ClientClosed as ClientClosed
@@ -67,6 +68,7 @@ __all__ = [
     # the client
     "Client",
     "MediaInfo",
+    "Sending",
     "check_location",
     "conversation_id",
     # configuration

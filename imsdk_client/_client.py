@@ -62,7 +62,7 @@ from imsdk_proto.messages import (
     SendStatus,
 )
 
-__all__ = ["PLATFORMS", "Client", "MediaInfo", "check_location"]
+__all__ = ["PLATFORMS", "Client", "MediaInfo", "Sending", "check_location"]
 
 #: Platform names the client accepts, with their wire numbers.
 PLATFORMS: dict[str, int] = {
@@ -107,6 +107,31 @@ class _Waiter:
         self.done = anyio.Event()
         self.result: SendAcked | None = None
         self.error: IMClientError | None = None
+
+
+class Sending:
+    """A message on its way (see :meth:`Client.post`): :attr:`msg_id` now, the server's answer later."""
+
+    def __init__(self, msg_id: int, waiter: _Waiter) -> None:
+        self.msg_id = msg_id
+        """The client message id; every resend of this message carries it."""
+        self._waiter = waiter
+
+    @property
+    def done(self) -> bool:
+        return self._waiter.done.is_set()
+
+    async def wait(self) -> SendAcked:
+        """The server's acknowledgement (server id, conversation sequence, status), or the typed error.
+
+        Cancelling the wait does not withdraw the message: it stays in the outbox and is still sent.
+        """
+        waiter = self._waiter
+        await waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
 
 
 class Client:
@@ -392,20 +417,24 @@ class Client:
         return await self._send(content, to, instant)
 
     async def _send(self, content: ChatContent, to: str, instant: bool) -> SendAcked:
+        return await self.post(to, content, instant=instant).wait()
+
+    def post(self, to: str, content: ChatContent, *, instant: bool = False) -> Sending:
+        """Queue a message without waiting: it takes its place in the send order at once (and in the outbox,
+        so it survives reconnects). ``await handle.wait()`` returns the acknowledgement or raises.
+
+        ``content`` is a ``ChatText``, ``ChatImage``, ``ChatVoice`` or ``ChatLocation`` (media already
+        uploaded: see :meth:`upload_media`). The ``send_*`` methods are this plus the checks and uploads.
+        """
         driver = self._require()
         if not to:
             raise InvalidContent("a message needs a receiver")
+        if isinstance(content, ChatLocation):
+            check_location(content.lat, content.lng, content.accuracy_m, content.label)
         msg_id, actions = self.session.send_message(content, to, driver.now(), instant=instant)
         waiter = self._waiters[msg_id] = _Waiter()
         driver.apply(actions)
-        try:
-            await waiter.done.wait()
-        finally:
-            self._waiters.pop(msg_id, None)
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.result is not None
-        return waiter.result
+        return Sending(msg_id, waiter)
 
     def mark_read(self, peer_uid: str, up_to_conv_seq: int, server_msg_ids: Iterable[int] = ()) -> None:
         """Tell ``peer_uid`` that their messages up to ``up_to_conv_seq`` were read (a read receipt)."""
