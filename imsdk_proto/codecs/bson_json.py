@@ -13,6 +13,7 @@ decoder also accepts enum names and camelCase field names, as the JSON mapping a
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 import bson
@@ -121,6 +122,18 @@ def encode_body(body: Message) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# Only a \uD800-\uDFFF escape can put a surrogate into decoded JSON (UTF-8 cannot carry one).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(doc: object) -> bool:
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def decode_body(cls: type[M], data: bytes) -> M:
     """Parse a JSON body as ``cls``; unknown fields are ignored (newer peers), anything else malformed raises
     :class:`MalformedBody`."""
@@ -133,6 +146,9 @@ def decode_body(cls: type[M], data: bytes) -> M:
         raise MalformedBody(f"JSON body does not decode: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedBody(f"JSON body must be an object, got {type(doc).__name__}")
+    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(doc):
+        # Not Unicode; and protobuf's name look-ups fail on such text with a SystemError.
+        raise MalformedBody("JSON body holds an unpaired surrogate escape")
     try:
         json_format.ParseDict(doc, msg, ignore_unknown_fields=True)
     except (json_format.Error, ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:

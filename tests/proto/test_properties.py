@@ -7,6 +7,7 @@ import itertools
 import json
 
 import bson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -202,3 +203,18 @@ def test_json_shaped_garbage_bodies_raise_only_malformed_body(
 
 def test_ping_is_tiny() -> None:
     assert len(encode_frame(Header(Biz.SYSTEM, SystemFunc.PING))) == 7
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"\\ud800": 1}',  # a lone surrogate as an (unknown) field name
+        b'{"media_type": "\\udfff"}',  # ... as an enum name
+        b'{"call_id": "\\ud800"}',  # ... as a 64-bit integer
+        b'{"caller": "\\ud800x"}',  # ... in a string
+        b'{"media": {"\\udc00": 1}}',  # ... as a nested field name
+    ],
+)
+def test_lone_surrogates_in_json_bodies_raise_malformed_body(body: bytes) -> None:
+    frame = Frame(Header(Biz.VOIP, 1), Codec.BSON_JSON, body)
+    assert isinstance(_body_error(frame), errors.MalformedBody)
