@@ -13,6 +13,7 @@ from imsdk_server.links._detector import DetectorConfig as DetectorConfig
 from imsdk_server.links._detector import FailureDetector as FailureDetector
 from imsdk_server.links._detector import Health as Health
 from imsdk_server.links._driver import FrameHandler as FrameHandler
+from imsdk_server.links._driver import HealthCallback as HealthCallback
 from imsdk_server.links._driver import Link as Link
 from imsdk_server.links._errors import IllegalTransition as IllegalTransition
 from imsdk_server.links._errors import LinkBusy as LinkBusy
@@ -31,6 +32,7 @@ __all__ = [
     "FailureDetector",
     "FrameHandler",
     "Health",
+    "HealthCallback",
     "IllegalTransition",
     "Link",
     "LinkBusy",

@@ -39,11 +39,11 @@ from imsdk_server.links._core import (
     SendControl,
     StateChanged,
 )
-from imsdk_server.links._detector import LateAfterDown, PeerAlive, PeerDown, PeerSuspect
+from imsdk_server.links._detector import Health, LateAfterDown, PeerAlive, PeerDown, PeerSuspect
 from imsdk_server.links._errors import LinkBusy, LinkClosed, LinkRejected
 from imsdk_server.metrics import Counter, Metrics
 
-__all__ = ["FrameHandler", "Link", "LinkMetrics", "StateCallback"]
+__all__ = ["FrameHandler", "HealthCallback", "Link", "LinkMetrics", "StateCallback"]
 
 log = logging.getLogger("imsdk_server.links")
 
@@ -51,6 +51,11 @@ FrameHandler = Callable[["Link", Frame], Awaitable[None]]
 """Receives every traffic frame of a link, in order; the next frame is read only after it returns."""
 StateCallback = Callable[["Link", LinkState, LinkState], None]
 """Called with ``(link, old, new)`` on every state change."""
+HealthCallback = Callable[["Link", Health], None]
+"""Called with the failure detector's verdicts about the peer: ``SUSPECT`` (silent, being probed), ``ALIVE``
+(heard again: jitter), ``DOWN`` (every probe timed out; the link then closes) or ``STOPPED`` (the link ended
+for another reason: EOF, reset, a close, a deregistration). A location server feeds them to its jitter
+recognition."""
 
 _LINK = int(Biz.LINK)
 _V2 = Codec.PROTOBUF
@@ -132,9 +137,11 @@ class Link:
         handler: FrameHandler | None = None,
         metrics: LinkMetrics | None = None,
         on_state: StateCallback | None = None,
+        on_health: HealthCallback | None = None,
         remote_address: Any = None,
     ) -> None:
         self.core = core
+        self._on_health = on_health
         self.remote_address = remote_address
         self._stream = stream
         self._handler = handler
@@ -458,21 +465,37 @@ class Link:
                     self._done.set()
                 if self._on_state is not None:
                     self._on_state(self, action.old, action.new)
+                if action.new is LinkState.CLOSED:
+                    det = self.core.detector
+                    if det is not None and det.health is Health.STOPPED:
+                        self._health(Health.STOPPED)
             elif isinstance(action, CloseLink):
                 self._begin_close(action.code, action.reason)
             elif isinstance(action, PeerSuspect):
                 m.suspect.inc()
                 log.info("link %s: peer suspect (silent since %.3f), probing", self._name(), action.since)
+                self._health(Health.SUSPECT)
             elif isinstance(action, PeerAlive):
                 m.recovered.inc()
                 log.info("link %s: peer answered after %d probe(s)", self._name(), action.probes_sent)
+                self._health(Health.ALIVE)
             elif isinstance(action, PeerDown):
                 m.down.inc()
                 log.warning("link %s: peer down, every probe timed out", self._name())
+                self._health(Health.DOWN)
             elif isinstance(action, LateAfterDown):
                 m.late.inc()
         if actions:
             self._rearm()
+
+    def _health(self, health: Health) -> None:
+        if self._on_health is None:
+            return
+        try:
+            self._on_health(self, health)
+        except Exception:  # the application's bug; the link and its peer's verdict stand
+            self._m.handler_errors.inc()
+            log.exception("link %s: the health callback failed on %s", self._name(), health.value)
 
     def _begin_close(self, code: ErrorCode, reason: str) -> None:
         """The core closed the link. Unless the transport is already gone, close gracefully: queue the close

@@ -20,7 +20,7 @@ from anyio.streams.tls import TLSListener
 
 from imsdk_proto.codes import ErrorCode
 from imsdk_server.links._core import LinkConfig, LinkCore, LinkIdentity, LinkState
-from imsdk_server.links._driver import FrameHandler, Link, LinkMetrics, StateCallback
+from imsdk_server.links._driver import FrameHandler, HealthCallback, Link, LinkMetrics, StateCallback
 from imsdk_server.links._errors import LinkNotReady
 from imsdk_server.metrics import Metrics
 
@@ -84,7 +84,8 @@ class LinkHub:
     ``identity`` is what our hellos say. ``handler`` receives every traffic frame of every link. ``ready``
     says whether links become ready as soon as their hellos are exchanged (the usual case: a server starts
     its hub once it can serve); otherwise call :meth:`mark_ready`. ``ssl_context`` makes :meth:`listen`
-    serve TLS; :meth:`connect` takes its own client context.
+    serve TLS; :meth:`connect` takes its own client context. ``on_state`` hears every link's state changes
+    and ``on_health`` the failure detector's verdicts about every peer (see :data:`HealthCallback`).
     """
 
     def __init__(
@@ -97,8 +98,10 @@ class LinkHub:
         ssl_context: ssl.SSLContext | None = None,
         ready: bool = True,
         on_state: StateCallback | None = None,
+        on_health: HealthCallback | None = None,
     ) -> None:
         self.identity = identity
+        self._on_health = on_health
         self.config = config if config is not None else LinkConfig()
         self.metrics = metrics if metrics is not None else Metrics()
         self._m = LinkMetrics(self.metrics.child("links"))
@@ -203,6 +206,7 @@ class LinkHub:
             handler=self._handler,
             metrics=self._m,
             on_state=self._state_changed,
+            on_health=self._on_health,
             remote_address=remote,
         )
         self._links.add(link)

@@ -23,6 +23,7 @@ from imsdk_proto.errors import ProtocolError
 from imsdk_proto.messages import ChatText, LinkHeartbeat, LinkProbe
 from imsdk_server.backends.registry import MemoryRegistry, ServerInfo
 from imsdk_server.links import (
+    Health,
     Link,
     LinkBusy,
     LinkClosed,
@@ -666,3 +667,47 @@ async def test_a_registry_that_never_answers_does_not_stall_the_drain() -> None:
     assert "timed out" in report.registry_error
     assert report.acked == [(ACCESS, 7)]
     assert not report.complete
+
+
+async def test_the_detectors_verdicts_reach_the_application() -> None:
+    """What a location server needs to recognise jitter: suspect, alive again, down — per peer."""
+    heard: list[tuple[int, Health]] = []
+
+    def on_health(link: Link, health: Health) -> None:
+        assert link.peer is not None
+        heard.append((link.peer.server_id, health))
+        if len(heard) == 1:
+            raise ValueError("an application bug must not take the link down")
+
+    config = LinkConfig(heartbeat_interval=0.2, grace=0.1, probe_timeout=0.3, probes=3, hello_timeout=2.0)
+    metrics = Metrics()
+    async with LinkHub(R, config=config, metrics=metrics, on_health=on_health) as router:
+        address = await router.listen()
+        peer = await RawPeer.connect(address)
+        await peer.link_up(A)
+        while True:  # silent until the first probe, answered at once: jitter
+            frame = await peer.recv()
+            assert frame is not None
+            if frame.header.func == LinkFunc.PROBE:
+                await peer.answer_probe(frame.body_as(LinkProbe).probe_id)
+                break
+        await wait_until(lambda: len(heard) == 2)
+        link = router.link_to(ACCESS, 7)
+        assert link is not None
+        with anyio.fail_after(10):  # then silent for good: down
+            await link.wait_closed()
+        assert link.close_code is ErrorCode.HEARTBEAT_TIMEOUT
+        # An orderly end is neither: the detector just stops.
+        other = await RawPeer.connect(address)
+        await other.link_up(A2)
+        await wait_until(lambda: router.link_to(ACCESS, 8) is not None)
+        await other.aclose()
+        await wait_until(lambda: router.link_to(ACCESS, 8) is None)
+    assert heard == [
+        (7, Health.SUSPECT),
+        (7, Health.ALIVE),
+        (7, Health.SUSPECT),
+        (7, Health.DOWN),
+        (8, Health.STOPPED),
+    ]
+    assert metrics.value("links_handler_errors_total") == 1

@@ -21,6 +21,7 @@ def test_exported_names_are_pinned() -> None:
         "FailureDetector",
         "FrameHandler",
         "Health",
+        "HealthCallback",
         "IllegalTransition",
         "Link",
         "LinkBusy",
