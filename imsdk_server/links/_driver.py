@@ -464,7 +464,11 @@ class Link:
                 if action.new in _DONE_STATES:
                     self._done.set()
                 if self._on_state is not None:
-                    self._on_state(self, action.old, action.new)
+                    try:
+                        self._on_state(self, action.old, action.new)
+                    except Exception:  # the application's bug: the link's state change stands
+                        m.handler_errors.inc()
+                        log.exception("link %s: the state callback failed", self._name())
                 if action.new is LinkState.CLOSED:
                     det = self.core.detector
                     if det is not None and det.health is Health.STOPPED:

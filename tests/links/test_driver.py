@@ -711,3 +711,26 @@ async def test_the_detectors_verdicts_reach_the_application() -> None:
         (8, Health.STOPPED),
     ]
     assert metrics.value("links_handler_errors_total") == 1
+
+
+async def test_a_failing_state_callback_is_counted_and_neither_the_link_nor_the_hub_falls() -> None:
+    def on_state(link: Link, old: LinkState, new: LinkState) -> None:
+        raise ValueError("application bug")
+
+    sink = Sink()
+    metrics = Metrics()
+    async with (
+        LinkHub(R, config=FAST, handler=sink, metrics=metrics, on_state=on_state) as router,
+        LinkHub(A, config=FAST) as access,
+    ):
+        address = await router.listen()
+        link = await access.connect(*address)
+        await link.wait_ready()
+        await link.send(chat(1))
+        await sink.wait(1)
+        other = await access.connect(*address)  # the hub still accepts (the newer link replaces the older)
+        await other.wait_ready()
+        await other.send(chat(2))
+        await sink.wait(2)
+    assert sink.seqs == [1, 2]
+    assert metrics.value("links_handler_errors_total") >= 2
