@@ -25,9 +25,21 @@ if TYPE_CHECKING:
     from imsdk_server.allinone import AllInOneConfig
 
 #: The roles ``imsdk serve`` accepts; ``all`` runs every one of them in one process.
-SERVE_ROLES: tuple[str, ...] = ("all", "auth", "media", "access", "access-manager", "location", "router")
+SERVE_ROLES: tuple[str, ...] = (
+    "all",
+    "auth",
+    "media",
+    "access",
+    "access-manager",
+    "location",
+    "router",
+    "notify",
+)
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 PASSWORD_ENV = "IMSDK_PASSWORD"
+#: Where ``imsdk serve`` reads the administration key of ``POST /v1/notifications`` from, when the
+#: configuration file does not set ``admin_key`` (an environment variable stays out of the process list).
+ADMIN_KEY_ENV = "IMSDK_ADMIN_KEY"
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -58,7 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a server role, or every role in one process",
         description="Run one server role, or all of them in one process. Options override the [server] "
         "table of --config; the file may also hold [auth], [media], [access], [access_manager], "
-        "[location] and [router] tables. Ctrl-C or SIGTERM stops it in order (not-ready, drain, close).",
+        "[location], [router] and [notify] tables. The key of POST /v1/notifications comes from "
+        f"${ADMIN_KEY_ENV} unless the file sets admin_key. Ctrl-C or SIGTERM stops it in order "
+        "(not-ready, drain, close).",
     )
     serve.add_argument("role", choices=SERVE_ROLES, metavar="ROLE", help=f"one of: {', '.join(SERVE_ROLES)}")
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -77,6 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", help="this process' name in the registry")
     serve.add_argument("--access-id", type=int, metavar="N", help="access server id (default: allocate)")
     serve.add_argument("--router-id", type=int, metavar="N", help="router id (default: allocate)")
+    serve.add_argument("--notify-id", type=int, metavar="N", help="notify server id (default: allocate)")
     serve.add_argument("--advertised", metavar="HOST:PORT", help="address clients dial for --tcp")
     serve.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
 
@@ -133,6 +148,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "name": args.name,
         "access_id": args.access_id,
         "router_id": args.router_id,
+        "notify_id": args.notify_id,
         "advertised": args.advertised,
     }
 
@@ -154,6 +170,8 @@ def _serve(args: argparse.Namespace) -> int:
         config = load_serve_config(args.config, _serve_overrides(args))
     except ConfigError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
+    if not config.admin_key:
+        config.admin_key = os.environ.get(ADMIN_KEY_ENV, "")
     roles = ROLES if args.role == "all" else (args.role,)
     options: dict[str, Any] = {}
     try:

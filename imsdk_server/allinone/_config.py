@@ -3,7 +3,8 @@
 A configuration file is TOML. The ``[server]`` table holds :class:`AllInOneConfig` (the same names as the
 command-line options); each component may have a table of its own whose keys are the fields of that
 component's configuration dataclass (``[auth]`` → :class:`~imsdk_server.auth.AuthConfig`, ``[access]`` →
-:class:`~imsdk_server.access.AccessConfig`, ``[access_manager]``, ``[location]``, ``[router]``). Options
+:class:`~imsdk_server.access.AccessConfig`, ``[access_manager]``, ``[location]``, ``[router]``, ``[notify]``
+→ :class:`~imsdk_server.notify.NotifyConfig`). Options
 given on the command line win over the file. See ``docs/deployment.md``.
 """
 
@@ -24,7 +25,15 @@ __all__ = ["COMPONENT_TABLES", "AllInOneConfig", "component_config", "load_serve
 T = TypeVar("T")
 
 #: Component tables a configuration file may hold besides ``[server]``.
-COMPONENT_TABLES: tuple[str, ...] = ("auth", "media", "access", "access_manager", "location", "router")
+COMPONENT_TABLES: tuple[str, ...] = (
+    "auth",
+    "media",
+    "access",
+    "access_manager",
+    "location",
+    "router",
+    "notify",
+)
 
 
 @dataclass
@@ -75,6 +84,13 @@ class AllInOneConfig:
     router_id: int = 0
     """Server id of the message router; 0 allocates one from the registry."""
 
+    notify_id: int = 0
+    """Server id of the notification server; 0 allocates one from the registry."""
+
+    admin_key: str = field(default="", repr=False)
+    """The key trusted back-ends present (``Authorization: Bearer <key>``) to ``POST /v1/notifications``;
+    empty turns that endpoint off. ``imsdk serve`` also reads it from ``$IMSDK_ADMIN_KEY``."""
+
     link_host: str = "127.0.0.1"
     """Address that server-to-server links listen on (registered so that peers can dial it)."""
 
@@ -99,7 +115,7 @@ class AllInOneConfig:
         parse_backend_url("cache", self.cache)
         if self.database is not None:
             parse_backend_url("database", self.database)
-        for name in ("access_id", "router_id"):
+        for name in ("access_id", "router_id", "notify_id"):
             if not 0 <= getattr(self, name) <= 0xFFFF_FFFF:
                 raise ConfigError(f"{name} must be 0 (allocate) or 1..4294967295")
         if self.drain_timeout <= 0:

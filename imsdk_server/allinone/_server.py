@@ -11,21 +11,30 @@ HTTP socket             ``--http`` is bound first, so a port in use fails before
 backends                registry and queue clients (one shared in-process hub each for ``memory``)
 auth                    the auth service (users, tokens) and its revocation refresher
 media                   the media upload/download service (blobs under ``<data>/media``)
-location                the presence service, fed from the queue
+location                the presence service, fed from the queue; with the ``location`` role also its link
+                        hub (presence queries and subscriptions for other processes), registered ``location``
 router                  the message router: listens for links, registers ``REGISTERED``, then ``READY``
+notify                  the notification server: listens for links, registers, follows presence, ``READY``
+profile push            with the auth service, presence and a link hub in the process: profile and friend
+                        changes pushed to online devices
 access manager          consumes load reports, follows the registry
-access server           listens on ``--tcp``, registers, dials every router in the registry over a link,
-                        waits until the links are ready, goes ``READY`` and publishes a first load report
-HTTP                    one listener: auth, media and access manager routes, ``/metrics``, ``/healthz``
+access server           listens on ``--tcp``, registers, dials every router and notification server in the
+                        registry over a link, waits until the links are ready, goes ``READY`` and publishes a
+                        first load report
+HTTP                    one listener: auth, media, access manager and notification routes, ``/metrics``,
+                        ``/healthz``
 ======================  =====================================================================================
 
 Stopping: the access server leaves the registry, tells its clients the server is going away
-(``SERVER_SHUTTING_DOWN``), sends not-ready on its links and waits for the acks; the router does the same on
-its side; then HTTP, the access manager, location and auth stop, and the backends close.
+(``SERVER_SHUTTING_DOWN``), sends not-ready on its links and waits for the acks; the notification server and
+the router do the same on their side; then HTTP, the access manager, location and auth stop, and the
+backends close.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import tempfile
@@ -40,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.abc
 
+from imsdk_proto.codes import Biz
 from imsdk_proto.messages import ServerRole
 from imsdk_server.allinone._config import AllInOneConfig, component_config
 from imsdk_server.allinone._http import (
@@ -57,23 +67,28 @@ from imsdk_server.metrics import Metrics
 if TYPE_CHECKING:
     from imsdk_server.access import AccessServer, Identity
     from imsdk_server.access_manager import AccessManager
+    from imsdk_server.allinone._linked import LinkedServer
     from imsdk_server.auth import AuthService, TokenVerifier, UserStore
     from imsdk_server.backends.queue import Queue
     from imsdk_server.backends.registry import Registry, ServerInfo
     from imsdk_server.links import LinkHub
     from imsdk_server.location import LocationService
+    from imsdk_server.notify import NotifyService
+    from imsdk_server.profiles import ProfilePush
 
 __all__ = ["ROLES", "AllInOne", "StartupError"]
 
 log = logging.getLogger("imsdk_server.allinone")
 
 #: Every role ``imsdk serve`` knows, in start order.
-ROLES: tuple[str, ...] = ("auth", "media", "location", "router", "access-manager", "access")
+ROLES: tuple[str, ...] = ("auth", "media", "location", "router", "notify", "access-manager", "access")
 
 _ACCESS_LINK_ROLE = int(ServerRole.SERVER_ROLE_ACCESS)
 _ROUTER_LINK_ROLE = int(ServerRole.SERVER_ROLE_INSTANT_ROUTER)
+_NOTIFY_LINK_ROLE = int(ServerRole.SERVER_ROLE_NOTIFY)
+_LOCATION_LINK_ROLE = int(ServerRole.SERVER_ROLE_LOCATION)
 #: Registry roles of the back-ends an access server links to, with the link role their hellos name.
-_BACKEND_ROLES: dict[str, int] = {"router": _ROUTER_LINK_ROLE}
+_BACKEND_ROLES: dict[str, int] = {"router": _ROUTER_LINK_ROLE, "notify": _NOTIFY_LINK_ROLE}
 _LINK_WAIT = 5.0
 _REDIAL_INTERVAL = 1.0
 
@@ -87,7 +102,7 @@ class _Task:
     name: str
     scope: anyio.CancelScope
     done: anyio.Event
-    stop: Callable[[], None] | None = None
+    stop: Callable[[], object] | None = None
 
 
 class AllInOne:
@@ -116,6 +131,10 @@ class AllInOne:
         self.auth: AuthService | None = None
         self.location: LocationService | None = None
         self.router: Any = None
+        self.location_server: LinkedServer | None = None
+        self.notify: NotifyService | None = None
+        self.notify_server: LinkedServer | None = None
+        self.profile_push: ProfilePush | None = None
         self.access: AccessServer | None = None
         self.access_hub: LinkHub | None = None
         self.access_info: ServerInfo | None = None
@@ -127,6 +146,8 @@ class AllInOne:
         self._token_verifier: TokenVerifier | None = None
         self._users: UserStore | None = None
         self._media_app: ASGIApp | None = None
+        self._router_id = 0
+        self._notify_id = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -184,10 +205,14 @@ class AllInOne:
             await self._start_auth(stack)
         if "media" in self.roles:
             self._start_media(stack)
-        if "location" in self.roles or "router" in self.roles:
+        await self._allocate_ids()
+        if {"location", "router", "notify"} & set(self.roles):
             await self._start_location()
         if "router" in self.roles:
             await self._start_router(stack)
+        if "notify" in self.roles:
+            await self._start_notify(stack)
+        await self._start_profile_push()
         if "access-manager" in self.roles:
             await self._start_access_manager()
         if "access" in self.roles:
@@ -199,7 +224,7 @@ class AllInOne:
         name: str,
         fn: Callable[..., Awaitable[Any]],
         *args: Any,
-        stop: Callable[[], None] | None = None,
+        stop: Callable[[], object] | None = None,
     ) -> Any:
         """Start ``fn(*args, task_status=…)`` in its own cancel scope; return what it reports as started."""
         assert self._tg is not None
@@ -223,8 +248,11 @@ class AllInOne:
             if task.name == "access":
                 await self._leave_access()
             if task.stop is not None:
-                task.stop()  # an orderly stop of its own (the router drains its links)
                 with anyio.move_on_after(self.config.drain_timeout + 5.0):
+                    # an orderly stop of its own (the router drains its links, the push empties its queue)
+                    result = task.stop()
+                    if inspect.isawaitable(result):
+                        await result
                     await task.done.wait()
             task.scope.cancel()
             await task.done.wait()
@@ -324,14 +352,48 @@ class AllInOne:
 
     # -- location and router ---------------------------------------------------------------------------------
 
+    async def _allocate_ids(self) -> None:
+        """Server ids of the router and the notification server (given, or fresh from the registry): the
+        presence view of a process without the location role is named after them."""
+        assert self.registry is not None
+        if "router" in self.roles:
+            self._router_id = self.config.router_id or await self.registry.allocate_server_id()
+        if "notify" in self.roles:
+            self._notify_id = self.config.notify_id or await self.registry.allocate_server_id()
+
+    def _presence_name(self) -> str:
+        """The name of this process' location service: its queue consumer group and its store's prefix.
+
+        The ``location`` role is the presence service of the deployment (``--name`` or ``location``). A
+        router or notification server without it keeps a presence view of its own, fed from the queue with
+        a consumer group of its own (every process must see every event), so the name is the process'
+        ``--name`` or its role and server id."""
+        cfg = self.config
+        if "location" in self.roles:
+            return cfg.name or "location"
+        if cfg.name:
+            return f"{cfg.name}-presence"
+        if self._router_id:
+            return f"router-{self._router_id}-presence"
+        return f"notify-{self._notify_id}-presence"
+
     async def _start_location(self) -> None:
         from imsdk_server.location import LocationConfig, LocationService, PresenceStore
         from imsdk_server.location._store import MemoryPresenceStore, RedisPresenceStore
 
         cfg = self.config
-        name = cfg.name or "location"
-        loc_cfg = component_config(cfg, LocationConfig, "location", server_id=name)
-        redis_url, _ = self._cache_redis()
+        name = self._presence_name()
+        redis_url, prefix = self._cache_redis()
+        # A Redis store goes under the cache's key prefix (one store per location server, as in the talk),
+        # unless the [location] table names a prefix of its own.
+        loc_cfg = component_config(
+            cfg,
+            LocationConfig,
+            "location",
+            server_id=name,
+            redis_prefix=None if "redis_prefix" in cfg.components.get("location", {})
+            else f"{prefix}location:{name}:",
+        )  # fmt: skip
         store: PresenceStore
         if redis_url is not None:
             store = RedisPresenceStore(redis_url, prefix=loc_cfg.store_prefix)
@@ -339,6 +401,32 @@ class AllInOne:
             store = MemoryPresenceStore()
         self.location = LocationService(loc_cfg, store=store, queue=self.queue, metrics=self.metrics)
         await self._spawn("location", self.location.run)
+        if "location" in self.roles:
+            await self._start_location_links()
+
+    async def _start_location_links(self) -> None:
+        """Presence over links for business servers in other processes (``PresenceLinkServer``)."""
+        from imsdk_server.allinone._linked import LinkedServer
+        from imsdk_server.links import LinkIdentity
+        from imsdk_server.location import PresenceLinkServer
+
+        cfg = self.config
+        assert self.registry is not None
+        assert self.location is not None
+        server_id = await self.registry.allocate_server_id()
+        presence = PresenceLinkServer(self.location, metrics=self.metrics.child("location"))
+        server = LinkedServer(
+            LinkIdentity(_LOCATION_LINK_ROLE, server_id, cfg.name or f"location-{server_id}", cfg.domain),
+            "location",
+            presence.on_frame,
+            registry=self.registry,
+            host=cfg.link_host,
+            runners=(presence.run,),
+            metrics=self.metrics,
+            drain_timeout=cfg.drain_timeout,
+        )
+        self.location_server = server
+        await self._spawn("location-links", server.serve, stop=server.stop)
 
     async def _start_router(self, stack: AsyncExitStack) -> None:
         from imsdk_server.routing import LocationPresence, RouterConfig, RouterServer, open_message_store
@@ -346,7 +434,7 @@ class AllInOne:
         cfg = self.config
         assert self.registry is not None
         assert self.location is not None
-        router_id = cfg.router_id or await self.registry.allocate_server_id()
+        router_id = self._router_id
         router_cfg = component_config(cfg, RouterConfig, "router", server_id=router_id)
         store = open_message_store(cfg.database_location(), metrics=self.metrics)
         stack.push_async_callback(store.aclose)
@@ -365,6 +453,88 @@ class AllInOne:
         )
         self.router = router
         await self._spawn("router", router.serve, stop=router.stop)
+
+    # -- notification server and profile push ----------------------------------------------------------------
+
+    async def _start_notify(self, stack: AsyncExitStack) -> None:
+        from imsdk_server.allinone._linked import LinkedServer
+        from imsdk_server.allinone._notify import LinkSink, NotifyLinkHandler
+        from imsdk_server.links import LinkIdentity
+        from imsdk_server.notify import NotifyConfig, NotifyService, open_notification_store
+
+        cfg = self.config
+        assert self.location is not None
+        notify_id = self._notify_id
+        notify_cfg = component_config(cfg, NotifyConfig, "notify")
+        store = open_notification_store(cfg.database_location(), metrics=self.metrics)
+        stack.push_async_callback(store.aclose)
+        await store.setup()
+        name = cfg.name or f"notify-{notify_id}"
+        identity = LinkIdentity(_NOTIFY_LINK_ROLE, notify_id, name, cfg.domain, bizs=(int(Biz.NOTIFY),))
+        # The hub comes first: the service's sink sends on it. Handler and tasks are given to it afterwards.
+        server = LinkedServer(
+            identity,
+            "notify",
+            registry=self.registry,
+            host=cfg.link_host,
+            metrics=self.metrics,
+            drain_timeout=cfg.drain_timeout,
+        )
+        service = NotifyService(
+            notify_cfg,
+            store=store,
+            sink=LinkSink(server.hub),
+            presence=self.location,
+            metrics=self.metrics,
+        )
+        handler = NotifyLinkHandler(service)
+        server.configure(
+            handler=handler.on_frame,
+            runners=(handler.run, functools.partial(service.run, location=self.location)),
+            idle=handler.wait_idle,
+        )
+        self.notify, self.notify_server = service, server
+        await self._spawn("notify", server.serve, stop=server.stop)
+
+    def _push_hub(self) -> LinkHub | None:
+        """A hub the access servers link to, to push profile changes on: the notification server's, else the
+        router's."""
+        if self.notify_server is not None:
+            return self.notify_server.hub
+        if self.router is not None:
+            hub: LinkHub = self.router.hub
+            return hub
+        return None
+
+    async def _start_profile_push(self) -> None:
+        """Profile and friend changes of the auth service, pushed to online devices: needs the auth service,
+        presence and a link hub to the access servers in this process."""
+        if self.auth is None:
+            return
+        hub = self._push_hub()
+        if self.location is None or hub is None:
+            log.info("profile push is off: it needs presence and links to access servers in this process")
+            return
+        from imsdk_server.auth import AuthEvent, FriendAdded, FriendRemoved
+        from imsdk_server.profiles import LinkDownstream, LocalPresence, ProfilePush
+
+        push = ProfilePush(LocalPresence(self.location), LinkDownstream(hub), metrics=self.metrics)
+
+        async def on_friend_event(event: AuthEvent) -> None:
+            if isinstance(event, FriendAdded):
+                push.friend_changed("added", event.uid, event.friend, event.at)
+            elif isinstance(event, FriendRemoved):
+                push.friend_changed("removed", event.uid, event.friend, event.at)
+
+        detach = (push.attach(self.auth.events), self.auth.events.subscribe(on_friend_event))
+
+        async def stop() -> None:
+            for fn in detach:
+                fn()
+            await push.aclose()  # run() returns once the queued changes are pushed
+
+        self.profile_push = push
+        await self._spawn("profile-push", push.run, stop=stop)
 
     # -- access server ---------------------------------------------------------------------------------------
 
@@ -565,6 +735,10 @@ class AllInOne:
             default = create_auth_app(self.auth)
         if self._media_app is not None:
             routes["/v1/media"] = self._media_app
+        if self.notify is not None:
+            from imsdk_server.allinone._notify import notifications_app
+
+            routes["/v1/notifications"] = notifications_app(self.notify, self.config.admin_key)
         if self.access_manager is not None:
             from imsdk_server.access_manager import create_access_manager_app
 
@@ -589,6 +763,16 @@ class AllInOne:
             }
         if self.router is not None:
             body["router"] = {"server_id": self.router.config.server_id}
+        if self.notify_server is not None:
+            body["notify"] = {
+                "server_id": self.notify_server.identity.server_id,
+                "links_ready": len(self.notify_server.hub.ready_links()),
+            }
+        if self.location_server is not None:
+            body["location"] = {
+                "server_id": self.location_server.identity.server_id,
+                "links_ready": len(self.location_server.hub.ready_links()),
+            }
         return body
 
 

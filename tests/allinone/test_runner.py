@@ -45,12 +45,27 @@ async def test_starts_serves_and_stops_without_leaking_tasks_or_ports() -> None:
         http_port, tcp_port = server.http_address[1], server.tcp_address[1]
         link_ports = [port for _, port in (server.access_hub.addresses if server.access_hub else [])]
         assert server.router is not None
-        router_port = server.router.address[1]
+        assert server.notify_server is not None and server.notify_server.address is not None
+        assert server.location_server is not None and server.location_server.address is not None
+        backend_ports = [
+            server.router.address[1],
+            server.notify_server.address[1],
+            server.location_server.address[1],
+        ]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
             health = (await client.get("/healthz")).json()
             assert health["status"] == "ok"
-            assert health["roles"] == ["auth", "media", "location", "router", "access-manager", "access"]
-            assert health["access"]["links_ready"] == 1
+            assert health["roles"] == [
+                "auth",
+                "media",
+                "location",
+                "router",
+                "notify",
+                "access-manager",
+                "access",
+            ]
+            assert health["access"]["links_ready"] == 2  # the router and the notification server
+            assert health["notify"]["links_ready"] == 1  # the access server
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200
             assert "# TYPE access_connections gauge" in metrics.text
@@ -60,7 +75,7 @@ async def test_starts_serves_and_stops_without_leaking_tasks_or_ports() -> None:
     await asyncio.sleep(0)
     leaked = {t for t in asyncio.all_tasks() - before if not t.done()}
     assert leaked == set()
-    for port in (http_port, tcp_port, router_port, *link_ports):
+    for port in (http_port, tcp_port, *backend_ports, *link_ports):
         assert port_is_free(port), port
 
 
