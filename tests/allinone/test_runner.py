@@ -45,8 +45,10 @@ async def test_starts_serves_and_stops_without_leaking_tasks_or_ports() -> None:
         http_port, tcp_port = server.http_address[1], server.tcp_address[1]
         link_ports = [port for _, port in (server.access_hub.addresses if server.access_hub else [])]
         assert server.router is not None
-        assert server.notify_server is not None and server.notify_server.address is not None
-        assert server.location_server is not None and server.location_server.address is not None
+        assert server.notify_server is not None
+        assert server.notify_server.address is not None
+        assert server.location_server is not None
+        assert server.location_server.address is not None
         backend_ports = [
             server.router.address[1],
             server.notify_server.address[1],
