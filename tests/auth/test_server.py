@@ -55,7 +55,9 @@ async def test_serve_over_loopback(tmp_path: Path) -> None:
         )
         assert answer.startswith(b"HTTP/1.1 413")
         body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-        assert body == {"error": {"code": 600, "message": "body larger than 16384 bytes"}}
+        assert body == {
+            "error": {"code": 600, "name": "PAYLOAD_TOO_LARGE", "message": "body larger than 16384 bytes"}
+        }
         # Garbage that is not HTTP at all only costs that connection.
         await raw_request(address, b"\x16\x03\x01\x00\xa5 not http\r\n\r\n")
         async with httpx.AsyncClient(base_url=base) as http:
