@@ -117,10 +117,13 @@ class FakeConnection:
     _outgoing: deque[bytes] = field(default_factory=deque, repr=False)
     _wake: anyio.Event | None = field(default=None, repr=False)
     closed: bool = False
+    muted: bool = False
+    """While true, frames for the client are thrown away: the server still reads and answers, but the
+    answers are lost on the way, as on a line that died downstream."""
 
     def send(self, data: bytes) -> None:
         """Queue encoded frame bytes for the client (written in order by the connection's writer)."""
-        if self.closed:
+        if self.closed or self.muted:
             return
         self._outgoing.append(data)
         if self._wake is not None:
@@ -178,6 +181,7 @@ class FakeAccessPoint:
         self.accepted = 0
         self.alive = False
         self._scope: anyio.CancelScope | None = None
+        self._stopped = anyio.Event()
 
     @property
     def endpoint(self) -> Endpoint:
@@ -187,12 +191,16 @@ class FakeAccessPoint:
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
         self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
         self.alive = True
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            async with listener, anyio.create_task_group() as tg:
-                task_status.started()
-                await listener.serve(self._handle, tg)
-        self.alive = False
+        self._stopped = anyio.Event()
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                async with listener, anyio.create_task_group() as tg:
+                    task_status.started()
+                    await listener.serve(self._handle, tg)
+        finally:
+            self.alive = False
+            self._stopped.set()
 
     async def _handle(self, stream: anyio.abc.ByteStream) -> None:
         conn = FakeConnection(self, stream)
@@ -227,6 +235,11 @@ class FakeAccessPoint:
             conn.drop()
         if self._scope is not None:
             self._scope.cancel()
+
+    async def wait_stopped(self) -> None:
+        """Wait until a killed access point has stopped listening."""
+        if self.alive:
+            await self._stopped.wait()
 
     async def restart(self) -> None:
         """Listen again on the same port (after :meth:`kill`)."""
