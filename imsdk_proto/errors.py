@@ -2,15 +2,16 @@
 
 ::
 
-    ProtocolError                 .code: ErrorCode (class default, overridable per instance)
-    ├── BadPreamble               BAD_PREAMBLE
-    ├── UnsupportedVersion        UNSUPPORTED_VERSION
-    ├── UnknownCodec              UNKNOWN_CODEC
-    ├── FrameTooLarge             FRAME_TOO_LARGE
-    ├── MalformedHeader           MALFORMED_HEADER
-    ├── MalformedBody             MALFORMED_BODY
-    ├── UnknownMessageCode        UNKNOWN_CODE
-    └── CodecChanged              CODEC_CHANGED
+    CodedError                        .code: ErrorCode (class default, overridable per instance), .message
+    └── ProtocolError                 the peer's bytes break the wire format
+        ├── BadPreamble               BAD_PREAMBLE
+        ├── UnsupportedVersion        UNSUPPORTED_VERSION
+        ├── UnknownCodec              UNKNOWN_CODEC
+        ├── FrameTooLarge             FRAME_TOO_LARGE
+        ├── MalformedHeader           MALFORMED_HEADER
+        ├── MalformedBody             MALFORMED_BODY
+        ├── UnknownMessageCode        UNKNOWN_CODE
+        └── CodecChanged              CODEC_CHANGED
 
 A connection that sees one of these closes with its code (see :class:`~imsdk_proto.FrameDecoder`); a server
 answering a single bad request may instead reply with an error frame carrying the code. No name here shadows a
@@ -24,6 +25,7 @@ from imsdk_proto.codes import ErrorCode
 __all__ = [
     "BadPreamble",
     "CodecChanged",
+    "CodedError",
     "FrameTooLarge",
     "MalformedBody",
     "MalformedHeader",
@@ -34,10 +36,13 @@ __all__ = [
 ]
 
 
-class ProtocolError(Exception):
-    """Base of every codec error: the peer's bytes break the wire format.
+class CodedError(Exception):
+    """What every imsdk error tree grows from: an error that carries the wire :class:`ErrorCode` it maps to.
 
-    :attr:`code` is the wire error code to close the connection (or answer) with.
+    :attr:`code` is a class default that one instance may override (``SomeError("text", ErrorCode.X)``);
+    :attr:`message` is the text, safe to show to the peer. The codec's :class:`ProtocolError` and the server
+    components' trees (auth, media, access manager) derive from it, so a caller can map any of them to a
+    wire answer the same way.
     """
 
     code: ErrorCode = ErrorCode.INTERNAL
@@ -47,8 +52,20 @@ class ProtocolError(Exception):
         if code is not None:
             self.code = code
 
+    @property
+    def message(self) -> str:
+        """The text of the error."""
+        return str(self.args[0]) if self.args else ""
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.args[0]!r}, code={self.code.name})"
+        return f"{type(self).__name__}({self.message!r}, code={self.code.name})"
+
+
+class ProtocolError(CodedError):
+    """Base of every codec error: the peer's bytes break the wire format.
+
+    :attr:`code` is the wire error code to close the connection (or answer) with.
+    """
 
 
 class BadPreamble(ProtocolError):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "AccessManagerError",
@@ -24,23 +25,10 @@ __all__ = [
 ]
 
 
-class AccessManagerError(Exception):
+class AccessManagerError(CodedError):
     """Base of every access-manager error: :attr:`code` is the wire code, :attr:`http_status` the status."""
 
-    code: ErrorCode = ErrorCode.INTERNAL
     http_status: int = 500
-
-    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, code={self.code.name})"
 
 
 class TokenRejected(AccessManagerError):

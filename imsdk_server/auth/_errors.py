@@ -21,6 +21,7 @@ from __future__ import annotations
 from enum import Enum
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "AuthError",
@@ -38,24 +39,11 @@ __all__ = [
 ]
 
 
-class AuthError(Exception):
-    """Base of every auth error; :attr:`code` is the wire code, :attr:`status` the HTTP status."""
+class AuthError(CodedError):
+    """Base of every auth error; :attr:`code` is the wire code, :attr:`status` the HTTP status,
+    :attr:`message` the text shown to the caller."""
 
-    code: ErrorCode = ErrorCode.INTERNAL
     status: int = 500
-
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        """The text shown to the caller."""
-        return str(self.args[0])
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, code={self.code.name})"
 
 
 class InvalidRequest(AuthError):

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "BadRequest",
@@ -38,21 +39,11 @@ __all__ = [
 ]
 
 
-class MediaError(Exception):
-    """Base of the media errors; :attr:`code` is the wire code, :attr:`status` the HTTP status."""
+class MediaError(CodedError):
+    """Base of the media errors; :attr:`code` is the wire code, :attr:`status` the HTTP status,
+    :attr:`message` the text shown to the caller (it never echoes the input)."""
 
-    code: ErrorCode = ErrorCode.INTERNAL
     status: int = 500
-
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        """The text shown to the caller (it never echoes the input)."""
-        return str(self.args[0])
 
 
 class Unauthorized(MediaError):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import imsdk_server.auth
 import imsdk_server.backends.cache
+from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +66,20 @@ def test_auth_exports_are_pinned() -> None:
     )
     for name in imsdk_server.auth.__all__:
         assert getattr(imsdk_server.auth, name) is not None
+
+
+def test_auth_and_access_manager_errors_grow_from_coded_error() -> None:
+    from imsdk_server.access_manager import AccessManagerError, NoAccessPoints
+
+    assert issubclass(imsdk_server.auth.AuthError, CodedError)
+    assert issubclass(AccessManagerError, CodedError)
+    exc = imsdk_server.auth.Throttled(7)
+    assert (exc.code, exc.message, exc.retry_after) == (
+        ErrorCode.AUTH_THROTTLED,
+        "too many attempts, retry later",
+        7,
+    )
+    assert NoAccessPoints("none").code is ErrorCode.NO_ACCESS_POINTS
 
 
 def test_cache_exports_are_pinned() -> None:

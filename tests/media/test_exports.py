@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imsdk_server.media as media
+from imsdk_proto.errors import CodedError
 
 EXPECTED = {
     "DEFAULT_LIMITS", "IMAGE_MIMES", "VOICE_MIMES", "BadRequest", "Committed", "InvalidImage",
@@ -26,5 +27,6 @@ def test_every_error_carries_a_code_and_a_status() -> None:
     for name in EXPECTED:
         obj = getattr(media, name)
         if isinstance(obj, type) and issubclass(obj, media.MediaError):
+            assert issubclass(obj, CodedError)  # the suite's one root of coded errors
             assert 400 <= obj.status < 600
             assert obj.code.value >= 100

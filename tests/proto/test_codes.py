@@ -105,3 +105,15 @@ def test_enums_are_int_enums_and_flags_combine() -> None:
     flags = Flags.ACK_WANTED | Flags.NO_STORE
     assert int(flags) == 0x09
     assert Flags(0x09) == flags
+
+
+def test_coded_error_is_the_root_of_the_codec_tree() -> None:
+    assert issubclass(errors.ProtocolError, errors.CodedError)
+    exc = errors.CodedError("text")
+    assert (exc.code, exc.message, repr(exc)) == (
+        ErrorCode.INTERNAL,
+        "text",
+        "CodedError('text', code=INTERNAL)",
+    )
+    assert errors.CodedError("x", code=ErrorCode.NOT_FOUND).code is ErrorCode.NOT_FOUND
+    assert errors.MalformedBody("bad").message == "bad"
