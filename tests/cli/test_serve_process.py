@@ -15,8 +15,8 @@ import anyio
 import httpx
 import pytest
 
-from imsdk_proto import Biz, ChatFunc, Codec, Header, SystemFunc, encode_frame
-from imsdk_proto.messages import ChatText
+from imsdk_proto import Biz, ChatFunc, Codec, Header, NotifyFunc, SystemFunc, encode_frame
+from imsdk_proto.messages import ChatText, Notification
 from tests.allinone._wire import PASSWORD, Connection, free_port, handshake_frame
 from tests.conftest import MySQLTarget, RedisTarget, ZooKeeperTarget
 
@@ -167,28 +167,39 @@ def test_one_process_per_role_on_mysql_redis_and_zookeeper(
         f"mysql://{t.user}:{t.password}@{t.host}:{t.port}/{t.database}",
     ]
     keys = tmp_path / "auth-keys.json"
-    ports = {role: free_port() for role in ("auth", "location", "router", "access-manager", "access")}
+    roles = ("auth", "location", "router", "notify", "access-manager", "access")
+    ports = {role: free_port() for role in roles}
     tcp = free_port()
     auth_url = f"http://127.0.0.1:{ports['auth']}"
 
     def start(role: str, *extra: str) -> Process:
         args = ["serve", role, "--http", f"127.0.0.1:{ports[role]}", *shared, *extra]
-        p = Process(args, tmp_path / f"{role}.log")
+        p = Process(args, tmp_path / f"{role}.log", env={"IMSDK_ADMIN_KEY": "cluster-admin"})
         processes.append(p)
         return p
 
     start("auth", "--key-file", str(keys)).wait_healthy(ports["auth"])
     assert keys.exists()
-    for role in ("location", "router"):
+    for role in ("location", "router", "notify"):
         start(role).wait_healthy(ports[role])
     start("access-manager", "--key-file", str(keys)).wait_healthy(ports["access-manager"])
     access = start("access", "--tcp", f"127.0.0.1:{tcp}", "--key-file", str(keys), "--auth", auth_url)
     health = access.wait_healthy(ports["access"])
-    assert health["access"]["links_ready"] == 1  # linked to the router found in ZooKeeper
+    assert health["access"]["links_ready"] == 2  # linked to the router and the notify server in ZooKeeper
 
     for uid in ("alice", "bob"):
         assert user_add(auth_url, uid).returncode == 0
     alice_token, bob_token = login(auth_url, "alice"), login(auth_url, "bob")
+    # Two notifications of one type for alice while she is offline: MySQL keeps only the latest.
+    for payload in ("first", "latest"):
+        r = httpx.post(
+            f"http://127.0.0.1:{ports['notify']}/v1/notifications",
+            json={"uid": "alice", "type": "invite", "payload": payload, "policy": "keep_latest"},
+            headers={"Authorization": "Bearer cluster-admin"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["results"]["alice"]["outcome"] == "stored"
     points = httpx.get(
         f"http://127.0.0.1:{ports['access-manager']}/v1/access-points",
         headers={"Authorization": f"Bearer {bob_token}"},
@@ -202,6 +213,8 @@ def test_one_process_per_role_on_mysql_redis_and_zookeeper(
         bob, reply_b = await handshake(("127.0.0.1", tcp), bob_token)
         try:
             assert reply_a.header.error == reply_b.header.error == 0
+            stored = (await alice.receive_kind(Biz.NOTIFY, NotifyFunc.NOTIFY)).body_as(Notification)
+            assert (stored.type, stored.payload) == ("invite", b"latest")  # delivered at login
             text = ChatText(text="across processes")
             await alice.send(
                 encode_frame(
