@@ -36,6 +36,7 @@ from imsdk_proto.codes import SystemFunc as SystemFunc
 from imsdk_proto.codes import VoipFunc as VoipFunc
 from imsdk_proto.errors import BadPreamble as BadPreamble
 from imsdk_proto.errors import CodecChanged as CodecChanged
+from imsdk_proto.errors import CodedError as CodedError
 from imsdk_proto.errors import FrameTooLarge as FrameTooLarge
 from imsdk_proto.errors import MalformedBody as MalformedBody
 from imsdk_proto.errors import MalformedHeader as MalformedHeader
@@ -70,6 +71,7 @@ __all__ = [
     "SystemFunc",
     "VoipFunc",
     # errors
+    "CodedError",
     "BadPreamble",
     "CodecChanged",
     "FrameTooLarge",
