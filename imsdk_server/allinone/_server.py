@@ -87,8 +87,15 @@ _ACCESS_LINK_ROLE = int(ServerRole.SERVER_ROLE_ACCESS)
 _ROUTER_LINK_ROLE = int(ServerRole.SERVER_ROLE_INSTANT_ROUTER)
 _NOTIFY_LINK_ROLE = int(ServerRole.SERVER_ROLE_NOTIFY)
 _LOCATION_LINK_ROLE = int(ServerRole.SERVER_ROLE_LOCATION)
-#: Registry roles of the back-ends an access server links to, with the link role their hellos name.
-_BACKEND_ROLES: dict[str, int] = {"router": _ROUTER_LINK_ROLE, "notify": _NOTIFY_LINK_ROLE}
+_PUSH_LINK_ROLE = int(ServerRole.SERVER_ROLE_BUSINESS)
+#: Registry roles of the back-ends an access server links to, with the link role their hellos name. A
+#: ``push`` server (an auth process pushing profile changes) serves no business code: its link only carries
+#: frames down to clients.
+_BACKEND_ROLES: dict[str, int] = {
+    "router": _ROUTER_LINK_ROLE,
+    "notify": _NOTIFY_LINK_ROLE,
+    "push": _PUSH_LINK_ROLE,
+}
 _LINK_WAIT = 5.0
 _REDIAL_INTERVAL = 1.0
 
@@ -135,6 +142,8 @@ class AllInOne:
         self.notify: NotifyService | None = None
         self.notify_server: LinkedServer | None = None
         self.profile_push: ProfilePush | None = None
+        self.push_server: LinkedServer | None = None
+        self._remote_presence: _RemotePresence | None = None
         self.access: AccessServer | None = None
         self.access_hub: LinkHub | None = None
         self.access_info: ServerInfo | None = None
@@ -511,14 +520,16 @@ class AllInOne:
         presence and a link hub to the access servers in this process."""
         if self.auth is None:
             return
-        hub = self._push_hub()
-        if self.location is None or hub is None:
-            log.info("profile push is off: it needs presence and links to access servers in this process")
-            return
         from imsdk_server.auth import AuthEvent, FriendAdded, FriendRemoved
-        from imsdk_server.profiles import LinkDownstream, LocalPresence, ProfilePush
+        from imsdk_server.profiles import LinkDownstream, LocalPresence, PresenceLookup, ProfilePush
 
-        push = ProfilePush(LocalPresence(self.location), LinkDownstream(hub), metrics=self.metrics)
+        hub = self._push_hub()
+        presence: PresenceLookup
+        if self.location is not None and hub is not None:
+            presence = LocalPresence(self.location)
+        else:  # an auth process of a cluster: presence from the location server, links from access servers
+            hub, presence = await self._start_push_server()
+        push = ProfilePush(presence, LinkDownstream(hub), metrics=self.metrics)
 
         async def on_friend_event(event: AuthEvent) -> None:
             if isinstance(event, FriendAdded):
@@ -535,6 +546,64 @@ class AllInOne:
 
         self.profile_push = push
         await self._spawn("profile-push", push.run, stop=stop)
+
+    async def _start_push_server(self) -> tuple[LinkHub, _RemotePresence]:
+        """A link hub registered as ``push`` (access servers link to it, so pushes reach their clients) and
+        a presence client on a link to a registered location server, dialled again whenever it is lost."""
+        from imsdk_server.allinone._linked import LinkedServer
+        from imsdk_server.links import LinkIdentity
+
+        cfg = self.config
+        assert self.registry is not None
+        server_id = await self.registry.allocate_server_id()
+        remote = _RemotePresence()
+        server = LinkedServer(
+            LinkIdentity(_PUSH_LINK_ROLE, server_id, cfg.name or f"push-{server_id}", cfg.domain),
+            "push",
+            remote.on_frame,
+            registry=self.registry,
+            host=cfg.link_host,
+            metrics=self.metrics,
+            drain_timeout=cfg.drain_timeout,
+        )
+        # The follower dials from the server's own hub: access servers' links and the location link share it.
+        server.configure(runners=(functools.partial(self._follow_location, server.hub, remote),))
+        self.push_server, self._remote_presence = server, remote
+        await self._spawn("push-links", server.serve, stop=server.stop)
+        return server.hub, remote
+
+    async def _follow_location(
+        self, hub: LinkHub, remote: _RemotePresence, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Keep one link to a ready location server of the domain, with a presence client on it."""
+        from imsdk_server.backends.registry import RegistryError, ServerState
+        from imsdk_server.links import LinkError
+        from imsdk_server.location import PresenceClient
+
+        assert self.registry is not None
+        task_status.started()
+        while True:
+            try:
+                peers = await self.registry.list_servers(self.config.domain, "location")
+            except RegistryError as exc:
+                log.warning("profile push: registry look-up of location servers failed: %r", exc)
+                peers = ()
+            for peer in (p for p in peers if p.state is ServerState.READY):
+                try:
+                    link = await hub.connect(peer.host, peer.port, expect_server_id=peer.server_id)
+                    with anyio.fail_after(_LINK_WAIT):
+                        await link.wait_ready()
+                except (OSError, LinkError, TimeoutError) as exc:
+                    log.warning("profile push: cannot link to location server %d: %r", peer.server_id, exc)
+                    continue
+                async with PresenceClient(link, name=f"profile-push-{hub.identity.server_id}") as client:
+                    remote.client = client
+                    try:
+                        await link.wait_closed()
+                    finally:
+                        remote.client = None
+                break
+            await anyio.sleep(_REDIAL_INTERVAL)
 
     # -- access server ---------------------------------------------------------------------------------------
 
@@ -768,6 +837,9 @@ class AllInOne:
                 "server_id": self.notify_server.identity.server_id,
                 "links_ready": len(self.notify_server.hub.ready_links()),
             }
+        if self.profile_push is not None:
+            remote = self._remote_presence
+            body["profile_push"] = {"presence": remote is None or remote.client is not None}
         if self.location_server is not None:
             body["location"] = {
                 "server_id": self.location_server.identity.server_id,
@@ -780,6 +852,29 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
     return [exc]
+
+
+class _RemotePresence:
+    """The profile push's presence when the location server is another process: the presence client of the
+    current link to it (``PresenceUnavailable`` while there is none: the push is counted as a presence
+    error and friends read the profile on their next read)."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+
+    async def query(self, uids: Iterable[str]) -> Any:
+        from imsdk_server.location import PresenceUnavailable
+
+        client = self.client
+        if client is None:
+            raise PresenceUnavailable("no link to a location server")
+        return await client.query(uids)
+
+    async def on_frame(self, link: Any, frame: Any) -> None:
+        """The push hub's frame handler: presence answers go to the client; nothing else is expected."""
+        client = self.client
+        if client is not None:
+            await client.on_frame(link, frame)
 
 
 class _ServiceVerifier:

@@ -15,8 +15,8 @@ import anyio
 import httpx
 import pytest
 
-from imsdk_proto import Biz, ChatFunc, Codec, Header, NotifyFunc, SystemFunc, encode_frame
-from imsdk_proto.messages import ChatText, Notification
+from imsdk_proto import Biz, ChatFunc, Codec, Header, NotifyFunc, ProfileFunc, SystemFunc, encode_frame
+from imsdk_proto.messages import ChatText, Notification, ProfileUpdated
 from tests.allinone._wire import PASSWORD, Connection, free_port, handshake_frame
 from tests.conftest import MySQLTarget, RedisTarget, ZooKeeperTarget
 
@@ -185,11 +185,18 @@ def test_one_process_per_role_on_mysql_redis_and_zookeeper(
     start("access-manager", "--key-file", str(keys)).wait_healthy(ports["access-manager"])
     access = start("access", "--tcp", f"127.0.0.1:{tcp}", "--key-file", str(keys), "--auth", auth_url)
     health = access.wait_healthy(ports["access"])
-    assert health["access"]["links_ready"] == 2  # linked to the router and the notify server in ZooKeeper
+    # Linked to what it found in ZooKeeper: the router, the notify server and the auth process' push hub.
+    assert health["access"]["links_ready"] == 3
 
     for uid in ("alice", "bob"):
         assert user_add(auth_url, uid).returncode == 0
     alice_token, bob_token = login(auth_url, "alice"), login(auth_url, "bob")
+    alice_auth = {"Authorization": f"Bearer {alice_token}"}
+    assert httpx.put(f"{auth_url}/v1/friends/bob", headers=alice_auth, timeout=10).json()["added"] is True
+    deadline = time.monotonic() + START_TIMEOUT  # the auth process links to the location server it finds
+    while not httpx.get(f"{auth_url}/healthz", timeout=5).json()["profile_push"]["presence"]:
+        assert time.monotonic() < deadline, "the auth process found no location server"
+        time.sleep(0.05)
     # Two notifications of one type for alice while she is offline: MySQL keeps only the latest.
     for payload in ("first", "latest"):
         r = httpx.post(
@@ -231,6 +238,21 @@ def test_one_process_per_role_on_mysql_redis_and_zookeeper(
             assert ack.header.error == 0
             pushed = await bob.receive_kind(Biz.CHAT, ChatFunc.TEXT)
             assert pushed.body_as(ChatText).text == "across processes"
+
+            # A profile change in the auth process reaches bob through the location and access processes. The
+            # location process hears of bob's login from the queue on its own time: change until bob hears.
+            async with httpx.AsyncClient(base_url=auth_url, headers=alice_auth, timeout=10) as http:
+                for attempt in range(20):
+                    r = await http.patch("/v1/profile", json={"signature": f"change {attempt}"})
+                    assert r.status_code == 200, r.text
+                    with anyio.move_on_after(0.5):
+                        updated = await bob.receive_kind(Biz.PROFILE, ProfileFunc.UPDATED)
+                        profile = updated.body_as(ProfileUpdated).profile
+                        assert profile.uid == "alice"  # a push for an earlier change may come late
+                        assert profile.signature in {f"change {k}" for k in range(attempt + 1)}
+                        break
+                else:
+                    raise AssertionError("no profile push reached bob")
         finally:
             await alice.aclose()
             await bob.aclose()
