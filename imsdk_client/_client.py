@@ -144,7 +144,8 @@ class Client:
     ``device_id`` and ``platform`` are taken from ``device`` and ``platform``. ``endpoints`` skips the
     access manager (a fixed list of access points). ``http_transport`` replaces httpx's network transport
     (``imsdk_client.testing`` hands one out). ``connector`` opens the socket to one access point (TCP by
-    default; a TLS connector wraps it).
+    default; a TLS connector wraps it). ``linger`` bounds how long closing waits for the receipts of what
+    arrived (cumulative acks about to go out) and for queued bytes.
 
     Errors: entering raises ``InvalidCredentials`` for a wrong password, ``TransportError`` when the servers
     cannot be reached, ``ConnectTimeout`` when no session is ready within ``ready_timeout`` seconds.
@@ -166,6 +167,7 @@ class Client:
         endpoints: Sequence[Endpoint] | None = None,
         config: SessionConfig | None = None,
         ready_timeout: float = 30.0,
+        linger: float = 1.0,
         http_timeout: float = 10.0,
         http_transport: httpx.AsyncBaseTransport | None = None,
         connector: Connector | None = None,
@@ -190,6 +192,8 @@ class Client:
         self._password = password
         self._fixed_endpoints = tuple(endpoints) if endpoints else ()
         self._ready_timeout = ready_timeout
+        self.linger = linger
+        """On close, how long acknowledgements about to go out and queued bytes may take to leave."""
         base = config if config is not None else SessionConfig(device_id=device)
         self.config = dataclasses.replace(
             base,
@@ -278,8 +282,8 @@ class Client:
             return
         self._closed = True
         driver = self._driver
-        if driver is not None:
-            driver.apply(self.session.close(driver.now()))
+        if driver is not None and not self._ended:
+            await driver.close_gracefully(self.linger)
         self._wake_events()
         stack, self._stack = self._stack, None
         if stack is not None:
@@ -379,13 +383,17 @@ class Client:
         ``instant=True`` sends it in the instant class: not stored, and :class:`ReceiverOffline` when no
         device of ``to`` is online. Offline-class messages (the default) are stored for an offline receiver.
         """
+        return await self.post_text(to, text, instant=instant).wait()
+
+    def post_text(self, to: str, text: str, *, instant: bool = False) -> Sending:
+        """Queue a text without waiting (see :meth:`post`)."""
         if not text:
             raise InvalidContent("a text message needs text")
         if len(text) > _MAX_TEXT:
             raise InvalidContent(
                 f"a text is at most {_MAX_TEXT} characters", code=ErrorCode.PAYLOAD_TOO_LARGE
             )
-        return await self._send(ChatText(text=text), to, instant)
+        return self.post(to, ChatText(text=text), instant=instant)
 
     async def send_image(
         self, to: str, data: bytes, *, caption: str = "", instant: bool = False

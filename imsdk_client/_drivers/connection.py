@@ -41,8 +41,9 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
-from imsdk_client._core.events import Event
+from imsdk_client._core.events import ConnectionState, Event
 from imsdk_client._core.race import Endpoint
 from imsdk_client._core.session import (
     Action,
@@ -92,6 +93,7 @@ class _Conn:
     stream: anyio.abc.ByteStream | None = None
     outgoing: deque[bytes] = field(default_factory=deque)
     wake: anyio.Event | None = None
+    writer: anyio.CancelScope | None = None
     closed: bool = False
 
 
@@ -122,6 +124,7 @@ class SessionDriver:
         self._tg: anyio.abc.TaskGroup | None = None
         self._timer_scope: anyio.CancelScope | None = None
         self._running = False
+        self._linger = 0.0
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -201,11 +204,36 @@ class SessionDriver:
         if conn is None:
             return
         conn.closed = True
+        writer = conn.writer
+        if self._linger > 0 and writer is not None and conn.outgoing and conn.stream is not None:
+            # A graceful close: the writer sends what is queued (for at most the linger), then closes.
+            writer.deadline = min(writer.deadline, self.now() + self._linger)
+            for scope in conn.scopes:
+                if scope is not writer:
+                    scope.cancel()
+            if conn.wake is not None:
+                conn.wake.set()
+            return
         for scope in conn.scopes:
             scope.cancel()
         stream, conn.stream = conn.stream, None
         if stream is not None and self._tg is not None:
             self._tg.start_soon(anyio.aclose_forcefully, stream)
+
+    async def close_gracefully(self, linger: float = 1.0) -> None:
+        """Close the session the polite way: acknowledgements due within ``linger`` seconds go out first
+        (so the server does not deliver those messages again at the next login), bytes already queued are
+        written (for at most ``linger``), then the sockets close."""
+        session = self.session
+        if linger > 0 and session.state is ConnectionState.READY:
+            due = session.reorder.next_deadline()
+            if due is not None and due <= self.now() + linger:
+                with anyio.move_on_after(linger):
+                    while (d := session.reorder.next_deadline()) is not None and d <= due:
+                        await anyio.sleep_until(d)
+                        await anyio.lowlevel.checkpoint()  # the timer, due at the same instant, runs first
+        self._linger = linger
+        self.apply(session.close(self.now()))
 
     def _rearm(self) -> None:
         scope = self._timer_scope
@@ -270,7 +298,7 @@ class SessionDriver:
             self.apply(session.connected(conn.conn_id, result.endpoint, self.now()))
             if conn.closed or self._tg is None:
                 return
-            writer_scope = anyio.CancelScope()
+            writer_scope = conn.writer = anyio.CancelScope()
             conn.scopes.append(writer_scope)
             self._tg.start_soon(self._writer, conn, writer_scope)
             reason = await self._read(conn, stream)
@@ -295,23 +323,31 @@ class SessionDriver:
                 return None
 
     async def _writer(self, conn: _Conn, scope: anyio.CancelScope) -> None:
-        with scope:
-            while not conn.closed:
-                if not conn.outgoing:
-                    conn.wake = anyio.Event()
-                    await conn.wake.wait()
-                    continue
-                data = b"".join(conn.outgoing)
-                conn.outgoing.clear()
-                stream = conn.stream
-                if stream is None:
-                    return
-                try:
-                    await stream.send(data)
-                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                    if not conn.closed:
-                        self._lost(conn, _describe(exc))
-                    return
+        """Sends the connection's queue in order; after a graceful close, drains it and closes the socket."""
+        try:
+            with scope:
+                while True:
+                    if not conn.outgoing:
+                        if conn.closed:
+                            return
+                        conn.wake = anyio.Event()
+                        await conn.wake.wait()
+                        continue
+                    data = b"".join(conn.outgoing)
+                    conn.outgoing.clear()
+                    stream = conn.stream
+                    if stream is None:
+                        return
+                    try:
+                        await stream.send(data)
+                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                        if not conn.closed:
+                            self._lost(conn, _describe(exc))
+                        return
+        finally:
+            if conn.closed and conn.stream is not None:
+                stream, conn.stream = conn.stream, None
+                await anyio.aclose_forcefully(stream)
 
     def _lost(self, conn: _Conn, reason: str) -> None:
         """The line broke under us: close our side, then tell the core."""
