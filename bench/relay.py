@@ -476,9 +476,13 @@ def _run_class(args: argparse.Namespace, klass: str, ring: object, ring_path: st
                     await bench.connect(ring)
                     if args.profile:
                         _command(server, "profile on")
+                    if args.sample:
+                        _command(server, "sample on")
                     top = await bench.max_rate(args.warmup, args.duration, server.pid)
                     if args.profile:
                         _command(server, f"profile off {Path(args.profile) / f'relay-{klass}.prof'}")
+                    if args.sample:
+                        _command(server, f"sample off {Path(args.sample) / f'relay-{klass}.txt'}")
                     fixed = await bench.fixed_rate(args.rate, args.lead_in, args.rate_duration, server.pid)
                     if args.metrics:
                         _command(server, f"metrics {Path(args.metrics) / f'relay-{klass}.txt'}")
@@ -567,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", default=",".join(_CLASSES), help="instant,offline or one of them")
     parser.add_argument("--quick", action="store_true", help="short phases (0.5 s warm-up, 2 s measured)")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the server's max-rate window into DIR")
+    parser.add_argument(
+        "--sample", metavar="DIR", help="sample the server's stack at max rate, report in DIR"
+    )
     parser.add_argument("--metrics", metavar="DIR", help="write the server's metrics after each class to DIR")
     args = parser.parse_args(argv)
     if args.quick:
