@@ -54,6 +54,12 @@ log = logging.getLogger("imsdk_server.auth")
 
 TokenKind = Literal["v1", "v2"]
 
+EMBEDDED_TOKEN_CAPACITY = 1_000_000
+"""Live v1 tokens plus timed sets the in-process token store holds before it refuses new logins (503).
+
+Nothing there exists anywhere else, so it never evicts: an evicted token would log its user out and an
+evicted revocation set would un-revoke tokens. Entries leave only when they expire (or on logout)."""
+
 
 @dataclass(frozen=True)
 class ClientInfo:
@@ -138,7 +144,7 @@ class AuthService:
         if config.redis_url:
             cache = RedisCache(config.redis_url, prefix=config.redis_prefix)
         else:
-            cache = MemoryCache()
+            cache = MemoryCache(EMBEDDED_TOKEN_CAPACITY, evict=False)
         return cls(store=store, cache=cache, ring=ring, config=config, metrics=metrics)
 
     async def aclose(self) -> None:

@@ -85,6 +85,7 @@ def test_auth_and_access_manager_errors_grow_from_coded_error() -> None:
 def test_cache_exports_are_pinned() -> None:
     assert sorted(imsdk_server.backends.cache.__all__) == [
         "Cache",
+        "CacheFull",
         "CacheUnavailable",
         "MemoryCache",
         "RedisCache",

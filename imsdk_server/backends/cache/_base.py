@@ -7,11 +7,18 @@ from typing import Protocol, runtime_checkable
 
 from imsdk_server.backends.sql import StorageUnavailable
 
-__all__ = ["Cache", "CacheUnavailable"]
+__all__ = ["Cache", "CacheFull", "CacheUnavailable"]
 
 
 class CacheUnavailable(StorageUnavailable):
     """The cache cannot be reached or failed; carries ``STORAGE_UNAVAILABLE`` like every store error."""
+
+
+class CacheFull(CacheUnavailable):
+    """A cache that never evicts live entries is full and refused a new key; nothing stored was dropped.
+
+    Retry later (entries free up as they expire) or raise the cache's bound.
+    """
 
 
 @runtime_checkable

@@ -1,10 +1,13 @@
-"""The embedded cache: an in-process LRU with per-key expiry."""
+"""The embedded cache: an in-process map with per-key expiry, either an LRU or a store that never evicts."""
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+
+from imsdk_server.backends.cache._base import CacheFull
 
 __all__ = ["MemoryCache"]
 
@@ -12,21 +15,42 @@ _NEVER = float("inf")
 
 
 class MemoryCache:
-    """An in-process :class:`~imsdk_server.backends.cache.Cache`; the least recently used go first.
+    """An in-process :class:`~imsdk_server.backends.cache.Cache`, bounded to ``max_entries`` keys.
 
-    ``max_entries`` bounds memory (a timed set counts as one entry). ``clock`` gives Unix seconds; tests pass
-    a controllable one. Expired entries are removed when touched and when the LRU evicts.
+    ``max_entries`` bounds memory (a timed set counts as one entry). What happens when a new key arrives at
+    the bound depends on ``evict``:
+
+    - ``evict=True`` (the default): the least recently used entry goes. Right for caches in front of a store
+      (a miss only costs a read), wrong for anything that exists nowhere else.
+    - ``evict=False``: no live entry is ever dropped. Expired entries are reclaimed first; if every entry is
+      still live the new key is refused with :class:`~imsdk_server.backends.cache.CacheFull` (a
+      ``STORAGE_UNAVAILABLE`` error), and keys already present can always be updated. v1 tokens and the
+      revocation set live here: evicting one would log a user out, or un-revoke a token.
+
+    ``clock`` gives Unix seconds; tests pass a controllable one. Expired entries are removed when touched,
+    when the LRU evicts, and (without eviction) when the bound is reached.
     """
 
-    def __init__(self, max_entries: int = 100_000, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, max_entries: int = 100_000, *, evict: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._max = max_entries
+        self._evict = evict
         self._clock = clock
         self._values: OrderedDict[str, tuple[bytes | dict[str, float], float]] = OrderedDict()
+        # Without eviction: (expiry, key) of every finite expiry written, oldest first, so that expired
+        # entries are found without a scan. Stale pairs (the key was rewritten or deleted) are skipped.
+        self._expiries: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._values)
+
+    @property
+    def evicts(self) -> bool:
+        """Whether a full cache drops its least recently used entry (else it refuses new keys)."""
+        return self._evict
 
     def _expiry(self, ttl: float | None) -> float:
         return _NEVER if ttl is None else self._clock() + ttl
@@ -42,11 +66,35 @@ class MemoryCache:
         self._values.move_to_end(key)
         return value
 
+    def _reclaim(self) -> None:
+        """Drop every expired entry (without eviction), oldest expiry first."""
+        now = self._clock()
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            expires, key = heapq.heappop(heap)
+            entry = self._values.get(key)
+            if entry is not None and entry[1] == expires:
+                del self._values[key]
+
     def _put(self, key: str, value: bytes | dict[str, float], expires: float) -> None:
+        if self._evict:
+            self._values[key] = (value, expires)
+            self._values.move_to_end(key)
+            while len(self._values) > self._max:
+                self._values.popitem(last=False)
+            return
+        if key not in self._values and len(self._values) >= self._max:
+            self._reclaim()
+            if len(self._values) >= self._max:
+                raise CacheFull(f"the in-process cache holds {self._max} live entries; refusing {key!r}")
         self._values[key] = (value, expires)
         self._values.move_to_end(key)
-        while len(self._values) > self._max:
-            self._values.popitem(last=False)
+        if expires != _NEVER:
+            heapq.heappush(self._expiries, (expires, key))
+            if len(self._expiries) > 2 * len(self._values) + 64:
+                # Rewrites leave stale pairs behind; rebuild from the live entries now and then.
+                self._expiries = [(e, k) for k, (_, e) in self._values.items() if e != _NEVER]
+                heapq.heapify(self._expiries)
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
@@ -103,3 +151,4 @@ class MemoryCache:
 
     async def aclose(self) -> None:
         self._values.clear()
+        self._expiries.clear()
