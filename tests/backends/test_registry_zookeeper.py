@@ -70,6 +70,56 @@ async def test_entries_come_back_after_session_expiry(zookeeper_target: ZooKeepe
     assert await _list_fresh(zookeeper_target) == ()
 
 
+async def test_failed_re_creation_is_retried_until_it_succeeds(zookeeper_target: ZooKeeperTarget) -> None:
+    from kazoo.client import KazooClient
+    from kazoo.security import OPEN_ACL_UNSAFE, make_acl
+
+    metrics = Metrics()
+    hosts, root = zookeeper_target.hosts, zookeeper_target.root
+    async with (
+        await ZooKeeperRegistry.connect(hosts, root=root, metrics=metrics) as owner,
+        await ZooKeeperRegistry.connect(hosts, root=root) as observer,
+    ):
+        info = _info(5)
+        await owner.register(info)
+        old_session = owner.session_id
+        role_path = f"{root}/domains/zk/servers/router"
+        admin = observer.kazoo_client
+        # Nobody may create entries under the role node for now: the owner's existing entry stays, but
+        # re-creating it in a new session fails (NoAuth) until the ACL is opened again.
+        no_create = [make_acl("world", "anyone", read=True, write=True, delete=True, admin=True)]
+        await anyio.to_thread.run_sync(lambda: admin.set_acls(role_path, no_create))
+
+        def expire() -> None:
+            session_id, password = owner.kazoo_client.client_id
+            thief = KazooClient(hosts=hosts, client_id=(session_id, password))
+            thief.start(timeout=5)
+            thief.stop()
+            thief.close()
+
+        await anyio.to_thread.run_sync(expire)
+
+        async def failed_once() -> bool:
+            return owner.session_id != old_session and metrics.value("registry_restore_failures") >= 1
+
+        await _eventually(failed_once)
+        with pytest.raises(RegistryUnavailable):
+            await owner.set_state(info.key, ServerState.READY)
+        assert await observer.list_servers("zk", "router") == ()
+        # No further connection-state change happens: only the registry's own retry can bring it back.
+        await anyio.to_thread.run_sync(lambda: admin.set_acls(role_path, OPEN_ACL_UNSAFE))
+
+        async def restored() -> bool:
+            return metrics.value("registry_reregistrations") >= 1
+
+        await _eventually(restored)
+        assert await observer.list_servers("zk", "router") == (info,)
+        await owner.set_state(info.key, ServerState.READY)
+        assert await observer.list_servers("zk", "router") == (info.with_state(ServerState.READY),)
+        assert metrics.value("registry_available") == 1
+    assert await _list_fresh(zookeeper_target) == ()
+
+
 async def _list_fresh(target: ZooKeeperTarget) -> tuple[ServerInfo, ...]:
     async with await ZooKeeperRegistry.connect(target.hosts, root=target.root) as fresh:
         return await fresh.list_servers("zk", "router")

@@ -9,7 +9,8 @@ Threading rules, because kazoo is thread-based and anyio is not:
   event-loop thread;
 * kazoo's watch callbacks and connection listener only flip flags and hop to the loop (with the loop's token)
   to wake watches; the connection listener never blocks kazoo's connection thread (it hands the hop and the
-  re-creation of ephemeral entries to a separate thread).
+  re-creation of ephemeral entries to a separate thread, which retries with backoff until it succeeds, the
+  connection changes again or the registry closes).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ __all__ = ["ZooKeeperRegistry"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_RESTORE_FIRST_DELAY = 0.1
+"""Seconds before the first retry of a failed re-creation of our entries; doubles up to the next."""
+_RESTORE_MAX_DELAY = 5.0
 
 
 def _ignore(event: Any) -> None:
@@ -103,6 +108,8 @@ class ZooKeeperRegistry:
         self._available = True
         self._lost = False
         self._closed = False
+        self._stopping = threading.Event()  # wakes a restore retry sleeping in backoff when we close
+        self._connections = 0  # counts CONNECTED events: a restore loop of an older one stops
         self._available_gauge = metrics.gauge("registry_available")
         self._available_gauge.set(1)
         client.add_listener(self._on_state)
@@ -218,7 +225,8 @@ class ZooKeeperRegistry:
             self._lost = True
             threading.Thread(target=self._hop, args=(self._mark_lost,), daemon=True).start()
         elif state == self._states.CONNECTED:
-            threading.Thread(target=self._reconnected, daemon=True).start()
+            self._connections += 1
+            threading.Thread(target=self._reconnected, args=(self._connections,), daemon=True).start()
 
     def _mark_down(self) -> None:
         self._available_gauge.set(0)
@@ -227,21 +235,33 @@ class ZooKeeperRegistry:
         self._available_gauge.set(0)
         self._metrics.counter("registry_session_losses").inc()
 
-    def _reconnected(self) -> None:
-        """After (re)connection: re-create our ephemeral entries if the session was new, then wake watches."""
-        with self._lock:
-            if self._closed:
-                return
-            if self._lost:
-                try:
-                    restored = self._restore()
-                except (RegistryError, *self._unavailable_errors, self._exc.KazooException):
-                    log.warning("re-creating registry entries failed; will retry on the next connection")
+    def _reconnected(self, connection: int) -> None:
+        """After (re)connection: re-create our ephemeral entries if the session was new, then wake watches.
+
+        A failed re-creation is retried with backoff until it succeeds, the registry closes, or a newer
+        connection takes over (its own thread then carries on); meanwhile calls answer
+        :class:`RegistryUnavailable`.
+        """
+        delay = _RESTORE_FIRST_DELAY
+        while True:
+            with self._lock:
+                if self._closed or connection != self._connections:
                     return
-                self._lost = False
-            else:
-                restored = 0
-            self._available = True
+                try:
+                    restored = self._restore() if self._lost else 0
+                except (RegistryError, *self._unavailable_errors, self._exc.KazooException) as exc:
+                    failure: BaseException | None = exc
+                else:
+                    failure = None
+                    self._lost = False
+                    self._available = True
+            if failure is None:
+                break
+            log.warning("re-creating registry entries failed (%r); retrying in %.1f s", failure, delay)
+            self._hop(self._count_restore_failure)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, _RESTORE_MAX_DELAY)
 
         def wake() -> None:
             self._available_gauge.set(1)
@@ -252,8 +272,15 @@ class ZooKeeperRegistry:
 
         self._hop(wake)
 
+    def _count_restore_failure(self) -> None:
+        self._metrics.counter("registry_restore_failures").inc()
+
     def _restore(self) -> int:
-        """Re-create every owned entry in the new session (lock held, not on the loop thread)."""
+        """Re-create every owned entry in the new session (lock held, not on the loop thread).
+
+        Returns how many entries the session holds afterwards; safe to run again after a partial failure
+        (entries an earlier attempt created are found, owned by this session, and updated).
+        """
         session = self._zk.client_id[0] if self._zk.client_id else None
         count = 0
         for key, info in list(self._owned.items()):
@@ -265,6 +292,7 @@ class ZooKeeperRegistry:
                 _, stat = self._wait(self._zk.get_async(path))
                 if stat.ephemeralOwner == session:
                     self._wait(self._zk.set_async(path, info.to_json()))
+                    count += 1
                 else:
                     log.error("registry entry %s was taken by another session; giving it up", path)
                     del self._owned[key]
@@ -480,6 +508,7 @@ class ZooKeeperRegistry:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         for w in list(self._watches):
             w.end(closed_error())
         self._watches.clear()
