@@ -8,7 +8,14 @@ from typing import Protocol, runtime_checkable
 
 from imsdk_server.auth._errors import TooManyFriends, UserExists, UserNotFound
 from imsdk_server.auth._events import Profile
-from imsdk_server.backends.sql import Dialect, IntegrityViolation, SQLCursor, SQLDatabase, open_database
+from imsdk_server.backends.sql import (
+    Dialect,
+    IntegrityViolation,
+    SQLCursor,
+    SQLDatabase,
+    open_database,
+    setup_schema,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLUserStore", "SchemaTooNew", "User", "UserStore"]
 
@@ -110,20 +117,9 @@ class SQLUserStore:
         """Create the tables if needed, record or check the schema version, and return the store."""
         if isinstance(db, str):
             db = open_database(db)
-        statements = _ddl(db.dialect)
-
-        def migrate(cur: SQLCursor) -> int:
-            for sql in statements:
-                cur.execute(sql)
-            row = cur.fetchone("SELECT version FROM auth_schema WHERE id = 1")
-            if row is None:
-                cur.execute("INSERT INTO auth_schema (id, version) VALUES (1, ?)", (SCHEMA_VERSION,))
-                return SCHEMA_VERSION
-            return int(row[0])
-
-        version = await db.transaction(migrate)
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(f"auth schema version {version} is newer than this code's {SCHEMA_VERSION}")
+        await setup_schema(
+            db, _ddl(db.dialect), version_table="auth_schema", version=SCHEMA_VERSION, too_new=SchemaTooNew
+        )
         return cls(db)
 
     async def create_user(self, uid: str, password_hash: str, nickname: str, *, now: float) -> User:

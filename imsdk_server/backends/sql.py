@@ -15,7 +15,8 @@ Driver errors are mapped at this boundary::
     ├── StorageUnavailable      the database cannot be reached or failed (STORAGE_UNAVAILABLE)
     └── IntegrityViolation      a unique/primary key or constraint was violated (DUPLICATE)
 
-Programming errors (bad SQL) are bugs and propagate unchanged.
+Programming errors (bad SQL) are bugs and propagate unchanged. :func:`setup_schema` is how every store
+creates its tables and records (or checks) its schema version.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ __all__ = [
     "SQLError",
     "SQLiteDatabase",
     "StorageUnavailable",
+    "check_schema_version",
     "open_database",
     "parse_mysql_dsn",
+    "setup_schema",
 ]
 
 T = TypeVar("T")
@@ -383,6 +386,53 @@ class MySQLDatabase(SQLDatabase):
                 conn.close()
             except Exception:
                 pass
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+
+def check_schema_version(
+    cur: SQLCursor, table: str, version: int, too_new: Callable[[str], Exception]
+) -> int:
+    """Record this code's schema ``version`` in a fresh database, or check the one already recorded.
+
+    ``table`` is a one-row table ``(id, version)`` the store created (the row has ``id = 1``). A database
+    recorded by a *newer* schema than ``version`` raises ``too_new(message)`` (the store's own error type):
+    this code would misread it. Returns the version the database holds. Runs inside a transaction.
+    """
+    if not _IDENTIFIER.match(table):
+        raise ValueError(f"not a table name: {table!r}")
+    row = cur.fetchone(f"SELECT version FROM {table} WHERE id = 1")
+    if row is None:
+        cur.execute(f"INSERT INTO {table} (id, version) VALUES (1, ?)", (version,))
+        return version
+    found = int(row[0])
+    if found > version:
+        raise too_new(f"the database holds schema version {found} of {table}; this code knows {version}")
+    return found
+
+
+async def setup_schema(
+    db: SQLDatabase,
+    ddl: Sequence[str],
+    *,
+    version_table: str,
+    version: int,
+    too_new: Callable[[str], Exception],
+) -> int:
+    """Run a store's idempotent ``ddl`` and :func:`check_schema_version` in one transaction.
+
+    Every SQL store sets up this way: its statements create what is missing (``CREATE TABLE IF NOT
+    EXISTS``, one of them ``version_table``), then the recorded schema version is written or checked.
+    Returns the version the database holds.
+    """
+
+    def tx(cur: SQLCursor) -> int:
+        for statement in ddl:
+            cur.execute(statement)
+        return check_schema_version(cur, version_table, version, too_new)
+
+    return await db.transaction(tx)
 
 
 def open_database(location: str, **kwargs: Any) -> SQLDatabase:

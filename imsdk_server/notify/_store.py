@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from imsdk_server.backends.sql import Dialect, SQLCursor, SQLDatabase, open_database
+from imsdk_server.backends.sql import Dialect, SQLCursor, SQLDatabase, open_database, setup_schema
 from imsdk_server.metrics import Metrics
 from imsdk_server.notify._records import (
     MAX_MERGE_KEY,
@@ -189,18 +189,13 @@ class SQLNotificationStore:
         return self._db
 
     async def setup(self) -> None:
-        await self._db.transaction(self._setup_tx)
-
-    def _setup_tx(self, cur: SQLCursor) -> None:
-        for statement in self._sql.ddl:
-            cur.execute(statement)
-        row = cur.fetchone("SELECT version FROM notify_schema_version WHERE id = 1")
-        if row is None:
-            cur.execute("INSERT INTO notify_schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise SchemaMismatch(
-                f"the notification schema is version {row[0]}; this code knows {SCHEMA_VERSION}"
-            )
+        await setup_schema(
+            self._db,
+            self._sql.ddl,
+            version_table="notify_schema_version",
+            version=SCHEMA_VERSION,
+            too_new=SchemaMismatch,
+        )
 
     async def upsert(self, notification: StoredNotification) -> UpsertResult:
         check_notification(notification)

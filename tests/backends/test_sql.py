@@ -18,8 +18,10 @@ from imsdk_server.backends.sql import (
     SQLDatabase,
     SQLiteDatabase,
     StorageUnavailable,
+    check_schema_version,
     open_database,
     parse_mysql_dsn,
+    setup_schema,
 )
 from tests.conftest import MySQLTarget
 
@@ -144,6 +146,36 @@ async def test_mysql_recovers_after_connection_loss(mysql_db: MySQLTarget) -> No
     assert row2 is not None
     assert row2 != row
     await db.aclose()
+
+
+class _TooNew(Exception):
+    pass
+
+
+async def test_setup_schema_records_then_checks_the_version(db: SQLDatabase) -> None:
+    ddl = [
+        "CREATE TABLE IF NOT EXISTS s_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS s_data (k VARCHAR(32) NOT NULL PRIMARY KEY)",
+    ]
+    assert await setup_schema(db, ddl, version_table="s_version", version=2, too_new=_TooNew) == 2
+    await db.execute("INSERT INTO s_data (k) VALUES (?)", ("kept",))
+    # Set up again by the same or an older code: the data stays and the recorded version is reported.
+    assert await setup_schema(db, ddl, version_table="s_version", version=2, too_new=_TooNew) == 2
+    assert await setup_schema(db, ddl, version_table="s_version", version=3, too_new=_TooNew) == 2
+    assert await db.fetchall("SELECT k FROM s_data") == [("kept",)]
+    # A newer schema than the code knows is refused with the store's own error, naming both versions.
+    await db.execute("UPDATE s_version SET version = 9 WHERE id = 1")
+    with pytest.raises(_TooNew, match="version 9 of s_version; this code knows 2"):
+        await setup_schema(db, ddl, version_table="s_version", version=2, too_new=_TooNew)
+    assert await db.fetchall("SELECT version FROM s_version") == [(9,)]
+
+
+async def test_schema_version_table_must_be_an_identifier(db: SQLDatabase) -> None:
+    def tx(cur: SQLCursor) -> int:
+        return check_schema_version(cur, "t; DROP TABLE t", 1, _TooNew)
+
+    with pytest.raises(ValueError, match="table name"):
+        await db.transaction(tx)
 
 
 def test_open_database_and_dsn() -> None:
