@@ -4,7 +4,8 @@ A configuration file is TOML. The ``[server]`` table holds :class:`AllInOneConfi
 command-line options); each component may have a table of its own whose keys are the fields of that
 component's configuration dataclass (``[auth]`` → :class:`~imsdk_server.auth.AuthConfig`, ``[access]`` →
 :class:`~imsdk_server.access.AccessConfig`, ``[access_manager]``, ``[location]``, ``[router]``, ``[notify]``
-→ :class:`~imsdk_server.notify.NotifyConfig`). Options
+→ :class:`~imsdk_server.notify.NotifyConfig`; ``[links]`` → :class:`~imsdk_server.links.LinkConfig`, the
+timing of every server-to-server link of the process, failure detector included). Options
 given on the command line win over the file. See ``docs/deployment.md``.
 """
 
@@ -33,6 +34,7 @@ COMPONENT_TABLES: tuple[str, ...] = (
     "location",
     "router",
     "notify",
+    "links",
 )
 
 

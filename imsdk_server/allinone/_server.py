@@ -11,8 +11,10 @@ HTTP socket             ``--http`` is bound first, so a port in use fails before
 backends                registry and queue clients (one shared in-process hub each for ``memory``)
 auth                    the auth service (users, tokens) and its revocation refresher
 media                   the media upload/download service (blobs under ``<data>/media``)
-location                the presence service, fed from the queue; with the ``location`` role also its link
-                        hub (presence queries and subscriptions for other processes), registered ``location``
+location                the presence service, fed from the queue, and its access watch (a link to every
+                        access server in the registry; the links' verdicts feed its jitter recognition);
+                        with the ``location`` role also its link hub (presence queries and subscriptions for
+                        other processes), registered ``location``
 router                  the message router: listens for links, registers ``REGISTERED``, then ``READY``
 notify                  the notification server: listens for links, registers, follows presence, ``READY``
 profile push            with the auth service, presence and a link hub in the process: profile and friend
@@ -68,10 +70,11 @@ if TYPE_CHECKING:
     from imsdk_server.access import AccessServer, Identity
     from imsdk_server.access_manager import AccessManager
     from imsdk_server.allinone._linked import LinkedServer
+    from imsdk_server.allinone._watch import AccessWatch
     from imsdk_server.auth import AuthService, TokenVerifier, UserStore
     from imsdk_server.backends.queue import Queue
     from imsdk_server.backends.registry import Registry, ServerInfo
-    from imsdk_server.links import LinkHub
+    from imsdk_server.links import LinkConfig, LinkHub
     from imsdk_server.location import LocationService
     from imsdk_server.notify import NotifyService
     from imsdk_server.profiles import ProfilePush
@@ -137,6 +140,7 @@ class AllInOne:
         self.queue: Queue | None = None
         self.auth: AuthService | None = None
         self.location: LocationService | None = None
+        self.access_watch: AccessWatch | None = None
         self.router: Any = None
         self.location_server: LinkedServer | None = None
         self.notify: NotifyService | None = None
@@ -278,6 +282,12 @@ class AllInOne:
         self.queue = open_queue(cfg.queue, hub=MemoryQueueHub(metrics=self.metrics), metrics=self.metrics)
         stack.push_async_callback(self.queue.aclose)
 
+    def _link_config(self) -> LinkConfig:
+        """The ``[links]`` table: timing of every link of the process (detectors on both ends must agree)."""
+        from imsdk_server.links import LinkConfig
+
+        return component_config(self.config, LinkConfig, "links")
+
     def _cache_redis(self) -> tuple[str | None, str]:
         url = parse_backend_url("cache", self.config.cache)
         return (url.url, url.prefix) if url.engine == "redis" else (None, url.prefix)
@@ -410,8 +420,33 @@ class AllInOne:
             store = MemoryPresenceStore()
         self.location = LocationService(loc_cfg, store=store, queue=self.queue, metrics=self.metrics)
         await self._spawn("location", self.location.run)
+        await self._start_access_watch(name)
         if "location" in self.roles:
             await self._start_location_links()
+
+    async def _start_access_watch(self, name: str) -> None:
+        """Links from this process' presence view to every access server, for its jitter recognition.
+
+        Every presence view (the location role's, or a router's or notification server's own) watches the
+        access servers itself: the verdicts of the links' failure detectors go to its
+        ``server_status``. A link of its own hub, with a server id of its own, so that it never replaces
+        another link of the process at an access server."""
+        from imsdk_server.allinone._watch import AccessWatch
+        from imsdk_server.links import LinkIdentity
+
+        assert self.registry is not None
+        assert self.location is not None
+        watch_id = await self.registry.allocate_server_id()
+        watch = AccessWatch(
+            self.location.server_status,
+            self.registry,
+            LinkIdentity(_LOCATION_LINK_ROLE, watch_id, f"{name}-watch", self.config.domain),
+            link_config=self._link_config(),
+            metrics=self.metrics,
+            redial_interval=_REDIAL_INTERVAL,
+        )
+        self.access_watch = watch
+        await self._spawn("access-watch", watch.run)
 
     async def _start_location_links(self) -> None:
         """Presence over links for business servers in other processes (``PresenceLinkServer``)."""
@@ -431,6 +466,7 @@ class AllInOne:
             registry=self.registry,
             host=cfg.link_host,
             runners=(presence.run,),
+            link_config=self._link_config(),
             metrics=self.metrics,
             drain_timeout=cfg.drain_timeout,
         )
@@ -457,6 +493,7 @@ class AllInOne:
             domain=cfg.domain,
             name=cfg.name or f"router-{router_id}",
             host=cfg.link_host,
+            link_config=self._link_config(),
             metrics=self.metrics,
             drain_timeout=cfg.drain_timeout,
         )
@@ -486,6 +523,7 @@ class AllInOne:
             "notify",
             registry=self.registry,
             host=cfg.link_host,
+            link_config=self._link_config(),
             metrics=self.metrics,
             drain_timeout=cfg.drain_timeout,
         )
@@ -563,6 +601,7 @@ class AllInOne:
             remote.on_frame,
             registry=self.registry,
             host=cfg.link_host,
+            link_config=self._link_config(),
             metrics=self.metrics,
             drain_timeout=cfg.drain_timeout,
         )
@@ -658,6 +697,7 @@ class AllInOne:
         name = cfg.name or f"access-{access_id}"
         hub = LinkHub(
             LinkIdentity(_ACCESS_LINK_ROLE, access_id, name, cfg.domain),
+            config=self._link_config(),
             handler=server.on_link_frame,
             on_state=LinkRoutes(routes).on_state,
             metrics=self.metrics,
@@ -840,6 +880,8 @@ class AllInOne:
         if self.profile_push is not None:
             remote = self._remote_presence
             body["profile_push"] = {"presence": remote is None or remote.client is not None}
+        if self.access_watch is not None:
+            body["access_watch"] = {"linked": self.access_watch.linked()}
         if self.location_server is not None:
             body["location"] = {
                 "server_id": self.location_server.identity.server_id,

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -54,6 +55,11 @@ async def test_starts_serves_and_stops_without_leaking_tasks_or_ports() -> None:
             server.notify_server.address[1],
             server.location_server.address[1],
         ]
+        assert server.access is not None
+        assert server.access_watch is not None
+        access_id = server.access.config.server_id
+        with anyio.fail_after(5):  # the presence view's watch links to the access server once it registers
+            await server.access_watch.wait_linked(access_id)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
             health = (await client.get("/healthz")).json()
             assert health["status"] == "ok"
@@ -66,7 +72,9 @@ async def test_starts_serves_and_stops_without_leaking_tasks_or_ports() -> None:
                 "access-manager",
                 "access",
             ]
-            assert health["access"]["links_ready"] == 2  # the router and the notification server
+            # the router, the notification server and the presence view's access watch
+            assert health["access"]["links_ready"] == 3
+            assert health["access_watch"] == {"linked": [access_id]}
             assert health["notify"]["links_ready"] == 1  # the access server
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200
@@ -286,7 +294,7 @@ def test_the_configuration_example_of_the_deployment_page_loads() -> None:
     assert config.registry.startswith("zookeeper://")
     assert config.database is not None
     assert config.database.startswith("mysql://")
-    assert set(config.components) == {"auth", "access", "access_manager"}
+    assert set(config.components) == {"auth", "access", "access_manager", "notify", "links"}
 
 
 def load_serve_config_from_text(text: str) -> AllInOneConfig:
