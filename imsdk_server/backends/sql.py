@@ -11,7 +11,7 @@ raises.
 
 Driver errors are mapped at this boundary::
 
-    SQLError                    base; .code = ErrorCode.INTERNAL
+    SQLError                    base (a CodedError); .code = ErrorCode.INTERNAL
     ├── StorageUnavailable      the database cannot be reached or failed (STORAGE_UNAVAILABLE)
     └── IntegrityViolation      a unique/primary key or constraint was violated (DUPLICATE)
 
@@ -34,6 +34,7 @@ import anyio
 import anyio.to_thread
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "Dialect",
@@ -55,10 +56,8 @@ Row = tuple[Any, ...]
 Params = Sequence[Any]
 
 
-class SQLError(Exception):
+class SQLError(CodedError):
     """Base of the errors this module raises; :attr:`code` is the wire error code it maps to."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
 
 
 class StorageUnavailable(SQLError):

@@ -17,6 +17,7 @@ close the link with their own code. No name here shadows a built-in exception.
 from __future__ import annotations
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "IllegalTransition",
@@ -28,18 +29,8 @@ __all__ = [
 ]
 
 
-class LinkError(Exception):
+class LinkError(CodedError):
     """Base of every link error; :attr:`code` is the wire error code it maps to."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
-
-    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.args[0]!r}, code={self.code.name})"
 
 
 class LinkNotReady(LinkError):

@@ -15,6 +15,7 @@ redis-py's exceptions (which shadow the built-in ``ConnectionError`` and ``Timeo
 from __future__ import annotations
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "InvalidPresenceEvent",
@@ -25,18 +26,8 @@ __all__ = [
 ]
 
 
-class LocationError(Exception):
+class LocationError(CodedError):
     """Base of every location-server error; :attr:`code` is the wire error code it maps to."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
-
-    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.args[0]!r}, code={self.code.name})"
 
 
 class InvalidPresenceEvent(LocationError, ValueError):

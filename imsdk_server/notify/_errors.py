@@ -15,19 +15,13 @@ The store's own errors (:class:`~imsdk_server.notify.NotificationStoreError`) an
 from __future__ import annotations
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = ["NotificationRejected", "NotifyError", "NotifyStorageUnavailable"]
 
 
-class NotifyError(Exception):
+class NotifyError(CodedError):
     """Base of the notification server's errors; :attr:`code` is the wire error code."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
-
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
 
 
 class NotificationRejected(NotifyError):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "MAX_MERGE_KEY",
@@ -29,10 +30,8 @@ MAX_NOTIFY_ID = (1 << 63) - 1
 MAX_PAYLOAD = 64 * 1024
 
 
-class NotificationStoreError(Exception):
+class NotificationStoreError(CodedError):
     """Base of the store's own errors; :attr:`code` is the wire error code it maps to."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
 
 
 class SchemaMismatch(NotificationStoreError):

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol, Self, runtime_checkable
 
+from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
+
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "ConsumerStream",
@@ -36,16 +39,23 @@ GroupStart = Literal["earliest", "latest"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class QueueError(Exception):
-    """Base of every error a queue raises; foreign (Redis, network) errors are mapped to these."""
+class QueueError(CodedError):
+    """Base of every error a queue raises; foreign (Redis, network) errors are mapped to these.
+
+    :attr:`code` is the wire error code it maps to.
+    """
 
 
 class QueueUnavailable(QueueError):
     """The backing store cannot be reached now (down, refused, timed out); retry later."""
 
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
 
 class QueueClosed(QueueError):
-    """This queue client (or consumer) was closed."""
+    """This queue client (or consumer) was closed (its server is stopping)."""
+
+    code = ErrorCode.SERVER_SHUTTING_DOWN
 
 
 class QueueBackendError(QueueError):
@@ -54,6 +64,8 @@ class QueueBackendError(QueueError):
 
 class InvalidQueueArgument(QueueError, ValueError):
     """A bad topic, group or consumer name, batch size, or a payload that is not bytes or too large."""
+
+    code = ErrorCode.MALFORMED_BODY
 
 
 def validate_queue_name(kind: str, value: str) -> str:

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
+from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
+
 __all__ = [
     "MAX_CONFIG_VALUE",
     "MAX_SERVER_ID",
@@ -49,32 +52,47 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # --------------------------------------------------------------------------------------------- errors
 
 
-class RegistryError(Exception):
-    """Base of every error a registry raises; foreign (kazoo, network) errors are mapped to these."""
+class RegistryError(CodedError):
+    """Base of every error a registry raises; foreign (kazoo, network) errors are mapped to these.
+
+    :attr:`code` is the wire error code it maps to.
+    """
 
 
 class RegistryUnavailable(RegistryError):
     """The backing store cannot be reached now (connection down, session suspended or lost); retry later."""
 
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
 
 class RegistryClosed(RegistryError):
-    """This registry client was closed; it can no longer be used."""
+    """This registry client was closed (its server is stopping); it can no longer be used."""
+
+    code = ErrorCode.SERVER_SHUTTING_DOWN
 
 
 class AlreadyRegistered(RegistryError):
     """An entry with the same domain, role and server id exists already."""
 
+    code = ErrorCode.DUPLICATE
+
 
 class NotRegistered(RegistryError):
     """This client owns no entry with that key (never registered, deregistered, or another client's)."""
+
+    code = ErrorCode.NOT_FOUND
 
 
 class IllegalStateTransition(RegistryError):
     """The requested state change is not in :data:`SERVER_STATE_TRANSITIONS`."""
 
+    code = ErrorCode.UNEXPECTED_MESSAGE
+
 
 class InvalidRegistryData(RegistryError, ValueError):
     """A bad role, domain, configuration key, server id, port, value, or an unparsable stored entry."""
+
+    code = ErrorCode.MALFORMED_BODY
 
 
 # ------------------------------------------------------------------------------------------ lifecycle
