@@ -26,9 +26,10 @@ class AccessManagerConfig:
     load_topic: str = "load"
     """Queue topic the access servers publish their load reports on."""
 
-    consumer_group: str = "access-manager"
+    consumer_group: str = ""
     """Consumer group of this manager on :attr:`load_topic`. Every manager of a deployment needs *all*
-    reports, so give each manager instance a group of its own (e.g. ``access-manager-2``)."""
+    reports, so each instance reads in a group of its own: empty picks ``access-manager-<consumer name>``.
+    Set a stable name (e.g. ``access-manager-2``) so that a restarted manager reuses its group."""
 
     consumer_name: str = ""
     """Consumer name within the group; empty picks ``<hostname>-<pid>``."""

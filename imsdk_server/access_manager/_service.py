@@ -137,6 +137,7 @@ class AccessManager:
             capacity=config.capacity,
         )
         self.consumer_name = config.consumer_name or f"{socket.gethostname()}-{os.getpid()}"[:128]
+        self.consumer_group = config.consumer_group or f"access-manager-{self.consumer_name}"[:128]
         m = self.metrics
         self._m_consumed = m.counter("reports_consumed")
         self._m_rejected = m.counter("reports_rejected")
@@ -235,7 +236,7 @@ class AccessManager:
         while True:
             try:
                 async with self.queue.consume(
-                    cfg.load_topic, cfg.consumer_group, self.consumer_name, start="latest"
+                    cfg.load_topic, self.consumer_group, self.consumer_name, start="latest"
                 ) as deliveries:
                     tried()
                     async for d in deliveries:

@@ -38,7 +38,7 @@ async def test_redis_reports_and_zookeeper_membership(
             assert [p.server_id for p in manager.access_points("north", "tel")] == [11, 12]
             # Every report was acknowledged in the manager's consumer group.
             await eventually(lambda: metrics.value("access_manager_reports_consumed") == 2)
-            assert await publisher.pending("load", config.consumer_group) == 0
+            assert await publisher.pending("load", manager.consumer_group) == 0
             # An access server's ZooKeeper session ends (close = its ephemeral node goes): forgotten at once.
             await servers.deregister(access_entry(11).key)
             await eventually(lambda: 11 not in manager.table)

@@ -154,7 +154,7 @@ async def test_bad_reports_are_counted_acked_and_skipped(tokens: Tokens) -> None
         assert s.metrics.value("access_manager_reports_rejected") == 3
         assert s.metrics.value("access_manager_reports_consumed") == 1
         assert s.ids() == [4]
-        assert await s.publisher.pending("load", CONFIG.consumer_group) == 0
+        assert await s.publisher.pending("load", s.manager.consumer_group) == 0
 
 
 async def test_old_and_overtaken_reports_are_ignored(tokens: Tokens) -> None:
@@ -215,3 +215,32 @@ async def test_handle_report_raises_typed_errors(tokens: Tokens) -> None:
         manager.handle_report(b"\x0a")
     with pytest.raises(BadLoadReport, match="bad address"):
         manager.handle_report(load_report(9, host=""))
+
+
+async def test_every_manager_instance_sees_every_report(tokens: Tokens) -> None:
+    """Two managers on one queue each read in a group of their own, so neither misses a report."""
+    queue_hub = MemoryQueueHub()
+    async with (
+        await queue_hub.connect(block=0.05) as q1,
+        await queue_hub.connect(block=0.05) as q2,
+        await queue_hub.connect() as publisher,
+    ):
+        managers = [
+            AccessManager(
+                AccessManagerConfig(consume_retry_interval=0.01, consumer_name=f"m{i}"),
+                queue=q,
+                verifier=tokens.verifier,
+                metrics=Metrics(),
+            )
+            for i, q in enumerate((q1, q2))
+        ]
+        assert managers[0].consumer_group != managers[1].consumer_group
+        async with anyio.create_task_group() as tg:
+            for m in managers:
+                await tg.start(m.run)
+            for sid in (1, 2, 3, 4):
+                await publisher.publish("load", load_report(sid))
+            for m in managers:
+                await eventually(lambda m=m: m.metrics.value("access_manager_reports_consumed") == 4)
+                assert m.metrics.value("access_manager_servers_tracked") == 4
+            tg.cancel_scope.cancel()
