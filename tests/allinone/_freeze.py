@@ -25,8 +25,9 @@ class FreezableRelay:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        host, port = listener.extra(SocketAttribute.local_address)[:2]
-        self.address = (str(host), int(port))
+        bound = listener.extra(SocketAttribute.local_address)
+        assert isinstance(bound, tuple)
+        self.address = (str(bound[0]), int(bound[1]))
         self._tg.start_soon(self._serve, listener)
         return self
 
