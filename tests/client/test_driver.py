@@ -53,7 +53,7 @@ def client(server: FakeServer, uid: str = "alice", device: str = "phone", **opti
         "config",
         SessionConfig(
             device_id=device,
-            heartbeat=HeartbeatConfig(adaptive=False, pong_timeout=0.3),
+            heartbeat=HeartbeatConfig(adaptive=False, pong_timeout=2.0),
             backoff=BackoffConfig(base=0.05, cap=0.2),
         ),
     )
@@ -144,7 +144,7 @@ async def test_no_access_point_at_all_ends_in_connect_timeout(server: FakeServer
     with pytest.raises(ConnectTimeout) as info:
         async with client(server, endpoints=refused, ready_timeout=1.0):
             pass
-    assert "connect failed" in str(info.value) or "retry" in str(info.value)
+    assert str(info.value).startswith("no session within 1 s")
 
 
 async def test_wrong_password_is_invalid_credentials(server: FakeServer) -> None:
