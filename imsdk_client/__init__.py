@@ -4,11 +4,18 @@ Runs on anyio, so an app may use it from asyncio or trio. Every error the SDK ra
 :class:`IMClientError` and carries the wire :class:`~imsdk_proto.codes.ErrorCode` where one applies::
 
     IMClientError
-    ├── TransportError           no answer: refused, reset, timeout
+    ├── TransportError             no answer: refused, reset, timeout
+    │   ├── ConnectTimeout         no access point answered in time
     │   └── AllAccessPointsFailed  every access point of every round failed
-    ├── BadResponse              an answer the protocol does not allow
-    ├── NotLoggedIn              a call that needs a token before login
-    └── ServerError              the server refused, with a code
+    ├── BadResponse                an answer the protocol does not allow
+    ├── NotLoggedIn                a call that needs a token before login
+    ├── ClientClosed               the client was closed while the call waited
+    ├── InvalidContent             a message the SDK refuses to send (bad location, empty media…)
+    ├── SendError                  the server did not accept a message
+    │   ├── ReceiverOffline        instant class, receiver not online
+    │   ├── UnknownReceiver        no such user
+    │   └── MessageRejected        refused for another reason (code tells)
+    └── ServerError                an HTTP service refused, with a code
         ├── InvalidCredentials   ├── TokenRejected     ├── RateLimited
         ├── RequestRejected      ├── Conflict          ├── NotFound
         └── ServiceUnavailable
