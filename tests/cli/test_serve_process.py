@@ -184,9 +184,19 @@ def test_one_process_per_role_on_mysql_redis_and_zookeeper(
         start(role).wait_healthy(ports[role])
     start("access-manager", "--key-file", str(keys)).wait_healthy(ports["access-manager"])
     access = start("access", "--tcp", f"127.0.0.1:{tcp}", "--key-file", str(keys), "--auth", auth_url)
-    health = access.wait_healthy(ports["access"])
-    # Linked to what it found in ZooKeeper: the router, the notify server and the auth process' push hub.
-    assert health["access"]["links_ready"] == 3
+    access.wait_healthy(ports["access"])
+    # Linked to what it found in ZooKeeper: the router, the notify server and the auth process' push hub;
+    # and linked from the access watches of the three presence views (location, router, notify processes).
+    deadline = time.monotonic() + START_TIMEOUT
+    while (
+        httpx.get(f"http://127.0.0.1:{ports['access']}/healthz", timeout=5).json()["access"]["links_ready"]
+        < 6
+    ):
+        assert time.monotonic() < deadline, "the presence views did not link to the access server"
+        time.sleep(0.05)
+    for role in ("location", "router", "notify"):
+        health = httpx.get(f"http://127.0.0.1:{ports[role]}/healthz", timeout=5).json()
+        assert len(health["access_watch"]["linked"]) == 1, (role, health)
 
     for uid in ("alice", "bob"):
         assert user_add(auth_url, uid).returncode == 0
