@@ -31,8 +31,8 @@ import secrets
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -339,6 +339,19 @@ class AccessServer:
             conn.transport.write(data)
             core.send_done()
 
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, None]], *args: object) -> bool:
+        """Start a task in the server's task group; ``False`` once the server is stopping.
+
+        Connection callbacks run outside any task, and a task started from one into a task group that is
+        already cancelled is never cancelled itself, so it would hold the server's shutdown up for as long
+        as it waits (e.g. on a hung back-end). Once the group is cancelled nothing new starts.
+        """
+        tg = self._tg
+        if tg is None or tg.cancel_scope.cancel_called:
+            return False
+        tg.start_soon(func, *args)
+        return True
+
     # ------------------------------------------------------------------ authentication
 
     def _authenticate(self, conn: _Conn, request: Authenticate, now: float) -> None:
@@ -352,8 +365,8 @@ class AccessServer:
             if identity is not None:
                 self._auth_done(conn, request, identity, ErrorCode.OK)
                 return
-        if self._tg is not None:
-            self._tg.start_soon(self._authenticate_async, conn, request)
+        if not self._spawn(self._authenticate_async, conn, request):
+            self._auth_done(conn, request, None, ErrorCode.SERVER_SHUTTING_DOWN)
 
     async def _authenticate_async(self, conn: _Conn, request: Authenticate) -> None:
         try:
@@ -407,9 +420,10 @@ class AccessServer:
             log.debug("back-end %s refused a frame: %r", backend.server_id, exc)
             core.reject(header, BackendNotReady.code, now)
             return
+        if not self._spawn(self._forward_loop, conn):
+            core.reject(header, BackendNotReady.code, now)
+            return
         conn.upstream = deque((action,))
-        if self._tg is not None:
-            self._tg.start_soon(self._forward_loop, conn)
 
     async def _forward_loop(self, conn: _Conn) -> None:
         """Send the frames a busy back-end could not take at once, in order, waiting for room."""

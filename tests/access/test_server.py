@@ -480,3 +480,47 @@ async def test_deadlines_of_closed_lines_do_not_pile_up(tokens: Tokens) -> None:
                 await client.aclose()
             await wait_for(lambda: server.connection_count == 0)
         assert len(server._heap) <= 2 * server.connection_count + 1024 + 1
+
+
+class GatedBackend(RecordingBackend):
+    """Takes nothing at once; ``send`` counts its calls and waits until the gate opens."""
+
+    def __init__(self) -> None:
+        super().__init__(56)
+        self.gate = anyio.Event()
+        self.calls = 0
+
+    def try_send(self, frame: Frame) -> bool:
+        return False
+
+    async def send(self, frame: Frame) -> None:
+        self.calls += 1
+        await self.gate.wait()
+        self.frames.append(frame)
+
+
+async def test_a_stopping_server_starts_no_new_upstream_work(tokens: Tokens) -> None:
+    """Stopping the server while a back-end holds a send, with more frames still unread in the socket,
+    ends the waiting send and sends nothing more (the gate opens only to unblock a server that hangs)."""
+    backend = GatedBackend()
+
+    async def open_the_gate_later() -> None:
+        await anyio.sleep(3)
+        backend.gate.set()
+
+    async with anyio.create_task_group() as valve:
+        valve.start_soon(open_the_gate_later)
+        async with running(tokens) as server:
+            server.routes.add(backend, Biz.CHAT)
+            client = await Client.connect(server.address)
+            await client.login(tokens.issue("alice", "phone"))
+            for i in range(20):  # past the upstream window: the server stops reading from this client
+                await client.send(chat(f"m{i}", seq=i + 1))
+            await wait_for(lambda: backend.calls == 1)
+            await anyio.sleep(0.05)
+            for i in range(20, 40):  # these stay unread in the socket
+                await client.send(chat(f"m{i}", seq=i + 1))
+            await anyio.sleep(0.05)
+        assert backend.calls == 1
+        assert backend.frames == []
+        valve.cancel_scope.cancel()
