@@ -21,6 +21,7 @@ from imsdk_server.access._errors import AccessError as AccessError
 from imsdk_server.access._errors import AuthenticationFailed as AuthenticationFailed
 from imsdk_server.access._errors import AuthUnavailable as AuthUnavailable
 from imsdk_server.access._errors import BackendNotReady as BackendNotReady
+from imsdk_server.access._errors import BackendTimeout as BackendTimeout
 from imsdk_server.access._errors import NoBackend as NoBackend
 from imsdk_server.access._errors import RoutingError as RoutingError
 from imsdk_server.access._routing import Backend as Backend
@@ -49,6 +50,7 @@ __all__ = [
     "AuthenticationFailed",
     "Backend",
     "BackendNotReady",
+    "BackendTimeout",
     "Closed",
     "CoreContext",
     "EventPublisher",

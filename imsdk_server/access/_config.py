@@ -56,6 +56,11 @@ class AccessConfig:
     send_queue_max_frames: int = 1024
     """A connection whose unsent frames would exceed this is closed as a slow consumer."""
 
+    backend_send_timeout: float = 5.0
+    """The longest an upstream frame waits for a busy back-end to take it. Past it the client gets an error
+    frame (``BACKEND_TIMEOUT``) for that frame, and for the frames behind it bound for the same back-end, and
+    its line stays up; without a bound a hung back-end would keep that client's reading paused forever."""
+
     close_grace: float = 1.0
     """How long a closing line may take to flush its last frames (the reason) before the socket is cut."""
 
@@ -86,6 +91,8 @@ class AccessConfig:
     def __post_init__(self) -> None:
         if self.handshake_timeout <= 0 or self.idle_timeout <= 0 or self.heartbeat_interval <= 0:
             raise ValueError("timeouts and intervals must be positive")
+        if self.backend_send_timeout <= 0:
+            raise ValueError("backend_send_timeout must be positive")
         if self.heartbeat_timeout is not None and self.heartbeat_timeout <= 0:
             raise ValueError("heartbeat_timeout must be positive or None")
         if self.max_frame_size < 64:

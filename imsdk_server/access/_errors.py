@@ -7,7 +7,8 @@
     ├── AuthUnavailable           INTERNAL (the verifier could not answer; the client may retry)
     └── RoutingError
         ├── NoBackend             NO_BACKEND: nobody serves the frame's (biz, func)
-        └── BackendNotReady       BACKEND_NOT_READY: registered back-ends exist, none is ready
+        ├── BackendNotReady       BACKEND_NOT_READY: registered back-ends exist, none is ready
+        └── BackendTimeout        BACKEND_TIMEOUT: the back-end did not take the frame in time
 
 Errors of the token packages and of the links are mapped to these at the boundary (see
 :mod:`imsdk_server.access._verify` and :mod:`imsdk_server.access._routing`).
@@ -22,6 +23,7 @@ __all__ = [
     "AuthUnavailable",
     "AuthenticationFailed",
     "BackendNotReady",
+    "BackendTimeout",
     "NoBackend",
     "RoutingError",
 ]
@@ -69,3 +71,9 @@ class BackendNotReady(RoutingError):
     """Back-ends are registered for the code, but none is ready (not-ready, down, or its send failed)."""
 
     code = ErrorCode.BACKEND_NOT_READY
+
+
+class BackendTimeout(RoutingError):
+    """A busy back-end did not take the frame within ``backend_send_timeout``; the frame was not sent."""
+
+    code = ErrorCode.BACKEND_TIMEOUT

@@ -15,7 +15,8 @@ What lives here:
   line closes with ``SLOW_CONSUMER``. Nobody ever waits for a slow client;
 * one timer task for the whole server: a heap of per-connection deadlines (from ``next_deadline()``);
 * upstream forwarding: at once when the back-end can take the frame (``try_send``), else through one
-  short-lived task per connection that keeps the frames in order while the client's reading is paused;
+  short-lived task per connection that keeps the frames in order while the client's reading is paused,
+  each wait bounded by ``backend_send_timeout`` (then the client gets ``BACKEND_TIMEOUT`` for the frame);
 * the connection table: uid → device → connection, and session id → connection;
 * one publisher task handing online/offline events and load reports to the queue, in order, through a
   bounded buffer so that a slow queue never blocks a connection.
@@ -52,8 +53,8 @@ from imsdk_server.access._core import (
     Forward,
     State,
 )
-from imsdk_server.access._errors import AccessError, BackendNotReady, RoutingError
-from imsdk_server.access._routing import RoutingTable
+from imsdk_server.access._errors import AccessError, BackendNotReady, BackendTimeout, RoutingError
+from imsdk_server.access._routing import Backend, RoutingTable
 from imsdk_server.access._verify import Identity, SyncTokenVerifier, TokenVerifier
 from imsdk_server.metrics import Metrics
 
@@ -426,23 +427,42 @@ class AccessServer:
         conn.upstream = deque((action,))
 
     async def _forward_loop(self, conn: _Conn) -> None:
-        """Send the frames a busy back-end could not take at once, in order, waiting for room."""
+        """Send the frames a busy back-end could not take at once, in order, waiting for room.
+
+        Each wait is bounded by ``backend_send_timeout``: a frame the back-end did not take in time is
+        answered with ``BACKEND_TIMEOUT``, and so are the frames queued behind it for the same back-end
+        (they would only wait as long again), so a hung back-end cannot keep the client's reading paused.
+        """
         queue = conn.upstream
         core = conn.core
         assert queue is not None
         assert core is not None
+        timeout = self.config.backend_send_timeout
+        stalled: list[Backend] = []  # back-ends that let a frame time out during this run
         try:
             while queue and core.state is not _CLOSED:
                 action = queue[0]
                 header = action.header
+                code = ErrorCode.OK
                 try:
                     backend = self.routes.resolve(header)
-                    await backend.send(action.to_frame())
+                    frame = action.to_frame()
+                    if backend in stalled:
+                        code = BackendTimeout.code
+                    else:
+                        with anyio.move_on_after(timeout) as scope:
+                            await backend.send(frame)
+                        if scope.cancelled_caught:
+                            log.debug("back-end %s took no frame for %.1f s", backend.server_id, timeout)
+                            stalled.append(backend)
+                            code = BackendTimeout.code
                 except (RoutingError, ProtocolError) as exc:
-                    core.reject(header, exc.code, self._now())
+                    code = exc.code
                 except Exception as exc:  # a back-end that fails must not take the client's line down
                     log.debug("back-end refused a frame: %r", exc)
-                    core.reject(header, BackendNotReady.code, self._now())
+                    code = BackendNotReady.code
+                if code is not ErrorCode.OK:
+                    core.reject(header, code, self._now())
                 queue.popleft()
                 self._flush(conn)
         finally:

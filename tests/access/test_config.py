@@ -47,3 +47,9 @@ def test_toml_with_overrides(tmp_path: Path) -> None:
     path.write_text("[access]\nserver_id = 5\nidle_timeot = 120\n")
     with pytest.raises(ConfigError):
         AccessConfig.from_toml(path)
+
+
+def test_backend_send_timeout_is_bounded_and_positive() -> None:
+    assert AccessConfig(server_id=1).backend_send_timeout == 5.0
+    with pytest.raises(ValueError, match="backend_send_timeout"):
+        AccessConfig(server_id=1, backend_send_timeout=0)

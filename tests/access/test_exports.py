@@ -17,6 +17,7 @@ EXPECTED = {
     "AuthenticationFailed",
     "Backend",
     "BackendNotReady",
+    "BackendTimeout",
     "Closed",
     "CoreContext",
     "EventPublisher",

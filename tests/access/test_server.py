@@ -524,3 +524,46 @@ async def test_a_stopping_server_starts_no_new_upstream_work(tokens: Tokens) -> 
         assert backend.calls == 1
         assert backend.frames == []
         valve.cancel_scope.cancel()
+
+
+class HungBackend(RecordingBackend):
+    """Never has room: ``try_send`` refuses and ``send`` never returns (a hung back-end)."""
+
+    def __init__(self, server_id: int = 54) -> None:
+        super().__init__(server_id)
+        self.waiting = 0
+
+    def try_send(self, frame: Frame) -> bool:
+        return False
+
+    async def send(self, frame: Frame) -> None:
+        self.waiting += 1
+        await anyio.sleep_forever()
+
+
+async def test_hung_back_end_answers_timeout_errors_and_the_line_stays(tokens: Tokens) -> None:
+    metrics = Metrics()
+    async with running(tokens, metrics=metrics, backend_send_timeout=0.2) as server:
+        backend = HungBackend()
+        server.routes.add(backend, Biz.CHAT)
+        client = await Client.connect(server.address)
+        await client.login(tokens.issue("alice", "phone"))
+        # More frames than the upstream window, so the client's reading is paused while they wait.
+        for i in range(40):
+            await client.send(chat(f"m{i}", seq=i + 1, msg_id=100 + i))
+        answers = [await client.frame() for _ in range(40)]
+        for i, error in enumerate(answers):
+            assert error.header.code == (Biz.SYSTEM, SystemFunc.ERROR)
+            assert (error.header.seq, error.header.msg_id) == (i + 1, 100 + i)
+            assert error.body_as(ErrorReport).code == ErrorCode.BACKEND_TIMEOUT
+        assert backend.frames == []
+        assert metrics.value("access_errors_total", code="BACKEND_TIMEOUT") == 40
+        # The line is up and read again: heartbeats are answered, and a back-end that recovers gets frames.
+        await client.send(ping(time_ms=6))
+        assert (await client.frame()).body_as(Pong).time_ms == 6
+        server.routes.remove(backend)
+        healthy = RecordingBackend(55)
+        server.routes.add(healthy, Biz.CHAT)
+        await client.send(chat("after", seq=41))
+        await wait_for(lambda: len(healthy.frames) == 1)
+        assert server.online("alice")
