@@ -153,6 +153,7 @@ class AccessServer:
         self._m_events_dropped = m.counter("events_dropped_total")
         self._m_publish_errors = m.counter("publish_errors_total")
         self._m_undeliverable = m.counter("undeliverable_total")
+        self._m_verifier_errors = m.counter("verifier_errors_total")
         self._by_session: dict[int, _Conn] = {}
         self._by_uid: dict[str, dict[str, _Conn]] = {}
         self._conns: set[_Conn] = set()
@@ -363,6 +364,9 @@ class AccessServer:
             except AccessError as exc:
                 self._auth_done(conn, request, None, exc.code)
                 return
+            except Exception:
+                self._verifier_failed(conn, request)
+                return
             if identity is not None:
                 self._auth_done(conn, request, identity, ErrorCode.OK)
                 return
@@ -374,10 +378,20 @@ class AccessServer:
             identity = await self._verifier.verify(request.token, request.device)
         except AccessError as exc:
             self._auth_done(conn, request, None, exc.code)
+        except Exception:
+            self._verifier_failed(conn, request)
         else:
             self._auth_done(conn, request, identity, ErrorCode.OK)
         self._flush(conn)
         self._reschedule(conn)
+
+    def _verifier_failed(self, conn: _Conn, request: Authenticate) -> None:
+        """The pluggable verifier raised something outside the access error tree: a fault of the
+        verifier, not of the token. Only this handshake fails (``INTERNAL``, the client retries); the
+        exception must not reach the connection callback or end the server's task group."""
+        log.exception("the token verifier failed on a handshake of device %r", request.device)
+        self._m_verifier_errors.inc()
+        self._auth_done(conn, request, None, ErrorCode.INTERNAL)
 
     def _auth_done(
         self, conn: _Conn, request: Authenticate, identity: Identity | None, code: ErrorCode

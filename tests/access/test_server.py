@@ -21,7 +21,14 @@ from imsdk_proto._frame import Frame, encode_raw
 from imsdk_proto._header import Header
 from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, SystemFunc
 from imsdk_proto.messages import ChatText, ErrorReport, Kick, LoadReport, OfflineEvent, OnlineEvent, Pong
-from imsdk_server.access import AccessConfig, AccessServer, LinkRoutes, RemoteTokenVerifier, TokenRouter
+from imsdk_server.access import (
+    AccessConfig,
+    AccessServer,
+    Identity,
+    LinkRoutes,
+    RemoteTokenVerifier,
+    TokenRouter,
+)
 from imsdk_server.auth import create_auth_app
 from imsdk_server.backends.queue import MemoryQueue
 from imsdk_server.links import LinkHub, LinkIdentity
@@ -567,3 +574,52 @@ async def test_hung_back_end_answers_timeout_errors_and_the_line_stays(tokens: T
         await client.send(chat("after", seq=41))
         await wait_for(lambda: len(healthy.frames) == 1)
         assert server.online("alice")
+
+
+# --------------------------------------------------------------------------------------- faulty verifiers
+
+
+class RaisingVerifier:
+    """Delegates to real v2 verification, but raises a foreign error for the token ``boom``."""
+
+    def __init__(self, tokens: Tokens) -> None:
+        self.inner = tokens.verifier
+
+    async def verify(self, token: str, device: str) -> Identity:
+        await anyio.lowlevel.checkpoint()
+        if token == "boom":
+            raise RuntimeError("verifier bug")
+        return await self.inner.verify(token, device)
+
+
+class RaisingSyncVerifier(RaisingVerifier):
+    """The same, answering in line (``verify_now``) as a local verifier does."""
+
+    def verify_now(self, token: str, device: str) -> Identity | None:
+        if token == "boom":
+            raise RuntimeError("verifier bug")
+        return self.inner.verify_now(token, device)
+
+
+@pytest.mark.parametrize("verifier_cls", [RaisingVerifier, RaisingSyncVerifier])
+async def test_a_verifier_that_raises_closes_only_that_handshake(
+    tokens: Tokens, verifier_cls: type[RaisingVerifier]
+) -> None:
+    metrics = Metrics()
+    async with anyio.create_task_group() as tg:
+        server = AccessServer(AccessConfig(server_id=4), verifier_cls(tokens), metrics=metrics)
+        await tg.start(server.serve)
+        before = await Client.connect(server.address)
+        await before.login(tokens.issue("alice", "phone"))
+        for _ in range(2):
+            bad = await Client.connect(server.address)
+            await bad.send(handshake("boom", "phone"))
+            assert kick_of(await bad.until_closed()) == ErrorCode.INTERNAL
+        assert metrics.value("access_verifier_errors_total") == 2
+        assert metrics.value("access_handshakes_total", result="INTERNAL") == 2
+        # Everyone else is still served: the open line, and new handshakes.
+        await before.send(ping(time_ms=2))
+        assert (await before.frame()).body_as(Pong).time_ms == 2
+        after = await Client.connect(server.address)
+        assert (await after.login(tokens.issue("bob", "phone"))).uid == "bob"
+        tg.cancel_scope.cancel()
