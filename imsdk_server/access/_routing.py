@@ -3,14 +3,16 @@
 Upstream, a :class:`RoutingTable` maps a business code, or a ``(biz, func)`` pair, to the back-ends that serve
 it. A back-end is anything shaped like :class:`Backend` -- a server-to-server link is one. Of the back-ends
 registered for the most specific key that has a ready one, the frame goes to the one the session sticks to
-(the header's ``msg_server_id``) when it is among them, else to one chosen by the sender, so a user's frames
-keep going to the same server while the set of back-ends is stable.
+(the header's ``msg_server_id``) when it is among them, else to the one the sender's uid ranks highest by
+rendezvous (highest-random-weight) hashing over the ready back-ends' server ids. A user's frames therefore
+keep going to the same server, and when a back-end leaves (or stops being ready) only its own users move,
+spread over the others; when one joins, it takes a fair share and nobody else moves.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from imsdk_proto._frame import Frame
@@ -102,10 +104,36 @@ class RoutingTable:
                 for b in ready:
                     if b.server_id == sticky:
                         return b
-            return ready[zlib.crc32(header.sender_uid.encode()) % len(ready)]
+            return _rendezvous(header.sender_uid, ready)
         if registered:
             raise BackendNotReady(f"no ready back-end for ({header.biz}, {header.func})")
         raise NoBackend(f"no back-end serves ({header.biz}, {header.func})")
+
+
+_M64 = (1 << 64) - 1
+
+
+def _weight(key: int) -> int:
+    """splitmix64's finaliser: a bijection on 64-bit ints whose output bits each depend on every input bit,
+    so the weights one uid gives to different server ids behave as independent random draws."""
+    key = ((key ^ (key >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    key = ((key ^ (key >> 27)) * 0x94D049BB133111EB) & _M64
+    return key ^ (key >> 31)
+
+
+def _rendezvous(uid: str, backends: Sequence[Backend]) -> Backend:
+    """The back-end ``uid`` ranks highest: weight(crc32(uid), server_id), largest wins (the first on a tie).
+
+    A uid's ranking of two back-ends does not depend on which others are ready, which is what keeps
+    everyone else in place when a back-end comes or goes."""
+    base = zlib.crc32(uid.encode()) << 32
+    best = backends[0]
+    best_weight = -1
+    for backend in backends:
+        weight = _weight(base | (backend.server_id & 0xFFFFFFFF))
+        if weight > best_weight:
+            best, best_weight = backend, weight
+    return best
 
 
 class LinkBackend:
