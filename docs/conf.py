@@ -16,7 +16,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.graphviz",
     "sphinx.ext.napoleon",
-    "sphinx.ext.viewcode",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -35,3 +34,4 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 # Generated protobuf classes carry no useful docstrings and confuse autodoc's signature parser.
 autodoc_mock_imports: list[str] = []
+toc_object_entries = False  # autodoc objects stay out of the navigation tree (it is copied per page)
