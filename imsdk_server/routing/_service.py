@@ -40,16 +40,7 @@ from imsdk_proto.codes import Biz, Codec, ErrorCode
 from imsdk_proto.messages import ServerRole
 from imsdk_server.backends.registry import Registry, RegistryError, ServerInfo, ServerState
 from imsdk_server.backends.sql import SQLError
-from imsdk_server.links import (
-    IllegalTransition,
-    LinkBusy,
-    LinkConfig,
-    LinkError,
-    LinkHub,
-    LinkIdentity,
-    LinkNotReady,
-    LinkState,
-)
+from imsdk_server.links import DrainReport, LinkBusy, LinkConfig, LinkHub, LinkIdentity, LinkNotReady
 from imsdk_server.location import (
     BatchNotice,
     DeviceNotice,
@@ -663,6 +654,8 @@ class RouterServer:
         )
         self.info: ServerInfo | None = None
         self.address: tuple[str, int] | None = None
+        self.drain_report: DrainReport | None = None
+        """How the last shutdown's drain went (``None`` until :meth:`serve` has stopped)."""
         self._stop = anyio.Event()
         self._m_registry_errors = self.metrics.child("routing").counter("registry_errors_total")
 
@@ -714,33 +707,15 @@ class RouterServer:
             log.warning("router: registry state %s not set: %r", state.value, exc)
 
     async def _shutdown(self) -> None:
-        """deregister → not-ready → drain → stop."""
+        """deregister → not-ready → drain → stop: the entry goes ``NOT_READY``, then
+        :meth:`LinkHub.deregister <imsdk_server.links.LinkHub.deregister>` removes it, drains every link and
+        waits for the service to go idle; its report is kept in :attr:`drain_report`."""
         with anyio.move_on_after(self.drain_timeout):
             await self._set_state(ServerState.NOT_READY)
-            if self.registry is not None and self.info is not None:
-                try:
-                    await self.registry.deregister(self.info.key)
-                except RegistryError as exc:
-                    self._m_registry_errors.inc()
-                    log.warning("router: deregistration failed: %r", exc)
-        deadline = anyio.current_time() + self.drain_timeout
-        links = self.hub.links
-        for link in links:
-            if link.peer is None:
-                link.close(ErrorCode.SERVER_SHUTTING_DOWN, "server stopping")
-                continue
-            try:
-                link.drain()
-            except (IllegalTransition, LinkError):
-                pass  # already draining, drained or closed
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-            for link in links:
-                await link.wait_drained()
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-            await self.service.wait_idle()
-        for link in links:
-            if link.state is not LinkState.CLOSED:
-                link.close(ErrorCode.OK, "deregistered")
-        with anyio.move_on_after(self.hub.config.close_grace + 1.0):
-            for link in links:
-                await link.wait_closed()
+        registry, key = (self.registry, self.info.key) if self.info is not None else (None, None)
+        report = await self.hub.deregister(
+            registry, key=key, idle=self.service.wait_idle, drain_timeout=self.drain_timeout
+        )
+        if report.registry_error:
+            self._m_registry_errors.inc()
+        self.drain_report = report

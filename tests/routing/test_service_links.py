@@ -193,3 +193,42 @@ async def test_shutdown_deregisters_and_drains_without_losing_an_answer(tmp_path
         (late,) = await replies(alice, 1)
         assert late.header.error == ErrorCode.NO_BACKEND
         await alice.aclose()
+
+
+async def test_stop_drains_through_the_hub_and_reports_it(tmp_path: Path) -> None:
+    async with network(tmp_path) as net:
+        alice = await net.client("alice")
+        for i in range(1, 11):
+            await alice.send(text(i))
+        net.router.stop()
+        answers = await replies(alice, 10)
+        assert sorted(f.header.msg_id for f in answers) == list(range(1, 11))
+        await wait_for(lambda: net.router.drain_report is not None)
+        report = net.router.drain_report
+        assert report is not None
+        # one deregistration, by the hub: the access server acked the not-ready, the service went idle
+        assert report.acked == [(ACCESS_ROLE, ACCESS)]
+        assert (report.timed_out, report.lost, report.registry_error) == ([], [], "")
+        assert report.complete
+        assert net.router.metrics.histogram("links_drain_seconds").count == 1
+        assert net.router.metrics.value("routing_registry_errors_total") == 0
+        await alice.aclose()
+
+
+async def test_a_registry_that_fails_at_shutdown_is_reported_and_the_drain_goes_on(tmp_path: Path) -> None:
+    async with network(tmp_path) as net:
+        alice = await net.client("alice")
+        await alice.send(text(1))
+        (ack,) = await replies(alice, 1)
+        assert ack.body_as(pb.SendAck).conv_seq == 1
+        await net.registry.aclose()  # the registry session is gone: NOT_READY and deregister both fail
+        net.router.stop()
+        await wait_for(lambda: net.router.drain_report is not None)
+        report = net.router.drain_report
+        assert report is not None
+        assert report.registry_error
+        assert report.acked == [(ACCESS_ROLE, ACCESS)]
+        assert not report.complete
+        assert net.router.metrics.value("routing_registry_errors_total") == 2
+        await wait_for(lambda: not net.router.hub.links)
+        await alice.aclose()
