@@ -1,6 +1,9 @@
 """The message router's sans-IO core: inputs and the current time in, actions out.
 
-The core never touches a socket, a database or a clock. Its driver feeds it:
+The core never touches a socket, a database or a clock. Every input carries ``now``, seconds on a monotonic
+clock, which deadlines are measured on; :meth:`RouterCore.frame_received` also takes ``wall``, the wall-clock
+time that stamps a new message. The two are kept apart so that a wall clock stepped backwards or forwards
+neither stalls nor fires a deadline. Its driver feeds it:
 
 * :meth:`RouterCore.frame_received` — an upstream ``CHAT``/``SYNC`` frame as the access server stamped it;
 * :meth:`RouterCore.presence_answered` — the answer to a :class:`QueryPresence`;
@@ -293,7 +296,7 @@ class RouterCore:
         return len(self._entries)
 
     def next_deadline(self) -> float | None:
-        """When :meth:`handle_timer` must next be called, or ``None``."""
+        """When :meth:`handle_timer` must next be called (on the monotonic clock of ``now``), or ``None``."""
         for entry in self._waiting.values():
             return entry.deadline
         return None
@@ -339,8 +342,17 @@ class RouterCore:
 
     # -- upstream frames -------------------------------------------------------------------------------------
 
-    def frame_received(self, header: Header, body: bytes, now: float) -> list[Action]:
-        """An upstream frame from an access server (already stamped with sender and ``access_id``)."""
+    def frame_received(
+        self, header: Header, body: bytes, now: float, *, wall: float | None = None
+    ) -> list[Action]:
+        """An upstream frame from an access server (already stamped with sender and ``access_id``).
+
+        ``now`` (monotonic seconds) starts the message's presence deadline; ``wall`` (wall-clock seconds)
+        is its timestamp, ``created_ms``. A driver whose one clock serves both (a test) may leave ``wall``
+        out: it then defaults to ``now``.
+        """
+        if wall is None:
+            wall = now
         key = (header.biz, header.func)
         counter = self._m_frames_in.get(key)
         if counter is None:
@@ -352,9 +364,9 @@ class RouterCore:
             if header.is_response:
                 raise _Reject(ErrorCode.UNEXPECTED_MESSAGE, "the router takes requests, not responses")
             if header.biz == _CHAT and header.func in _CONTENT:
-                return self._chat_message(header, body, now)
+                return self._chat_message(header, body, now, wall)
             if header.biz == _CHAT and header.func in _RECEIPTS:
-                return self._receipt(header, body, now)
+                return self._receipt(header, body, now, wall)
             if header.biz == Biz.SYNC and header.func == SyncFunc.PULL:
                 return self._pull(header, body)
             if header.biz == Biz.SYNC and header.func == SyncFunc.ACK:
@@ -396,7 +408,9 @@ class RouterCore:
             if len(message.label) > limit:
                 raise _Reject(ErrorCode.PAYLOAD_TOO_LARGE, f"label over {limit} characters")
 
-    def _admit(self, header: Header, body: bytes, kind: str, target: str, now: float) -> list[Action]:
+    def _admit(
+        self, header: Header, body: bytes, kind: str, target: str, now: float, wall: float
+    ) -> list[Action]:
         key = (header.sender_uid, header.sender_device, header.session)
         session = self._sessions.get(key)
         if session is not None and session.inflight >= self.config.max_inflight_per_sender:
@@ -408,7 +422,7 @@ class RouterCore:
             body=body,
             kind=kind,
             target_uid=target,
-            created_ms=int(now * 1000),
+            created_ms=int(wall * 1000),
             deadline=now + self.config.presence_timeout,
         )
         if session is None:
@@ -419,7 +433,7 @@ class RouterCore:
         self._waiting[entry.token] = entry
         return [QueryPresence(entry.token, target)]
 
-    def _chat_message(self, header: Header, body: bytes, now: float) -> list[Action]:
+    def _chat_message(self, header: Header, body: bytes, now: float, wall: float) -> list[Action]:
         if header.msg_server_id != self.config.server_id:
             self._m_redirects.inc()
             raise _Reject(ErrorCode.WRONG_MESSAGE_SERVER, "stamp this router's msg_server_id and resend")
@@ -436,14 +450,14 @@ class RouterCore:
                 self._m_dups.inc()
                 ack = pb.SendAck(msg_id=header.msg_id, status=_DUPLICATE)
                 return [self._response(header, _SEND_ACK, ack.SerializeToString())]
-        return self._admit(header, body, "instant" if instant else "offline", header.receiver_uid, now)
+        return self._admit(header, body, "instant" if instant else "offline", header.receiver_uid, now, wall)
 
-    def _receipt(self, header: Header, body: bytes, now: float) -> list[Action]:
+    def _receipt(self, header: Header, body: bytes, now: float, wall: float) -> list[Action]:
         receipt = self._decode(_RECEIPTS[header.func], body)
         peer = str(getattr(receipt, "peer_uid", ""))
         if not peer:
             raise _Reject(ErrorCode.UNKNOWN_RECEIVER, "a receipt needs a peer_uid")
-        return self._admit(header, body, "receipt", peer, now)
+        return self._admit(header, body, "receipt", peer, now, wall)
 
     # -- the pipeline ----------------------------------------------------------------------------------------
 

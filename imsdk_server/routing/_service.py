@@ -2,7 +2,8 @@
 
 :class:`RouterService` is the core's only driver. Every input (an upstream frame, a presence answer, a commit,
 a store read, an online notice, the timer) runs the core synchronously with ``now`` from the clock and then
-*executes* the actions it returned, none of which waits:
+*executes* the actions it returned, none of which waits. ``now`` comes from a monotonic clock (deadlines);
+the wall clock only stamps new messages:
 
 * :class:`~imsdk_server.routing.SendFrame` goes into the outbox of its access server; one task per access
   server hands the frames, in order, to the :class:`Downstream` (a slow access server delays only its own);
@@ -276,7 +277,9 @@ class RouterService:
     :meth:`frame_received` (or give :meth:`on_link_frame` to a link hub).
 
     ``store`` should be set up already (:meth:`~imsdk_server.routing.MessageStore.setup`). ``clock`` gives
-    wall-clock seconds: the core stamps message times from it. ``max_batch`` and ``max_delay`` configure the
+    wall-clock seconds, used only to stamp new messages; ``monotonic`` gives the seconds every deadline is
+    measured on (default: the event loop's clock, which the timer sleeps on; a wall clock stepped backwards
+    or forwards must not stall or fire a presence timeout). ``max_batch`` and ``max_delay`` configure the
     group-commit writer; ``outbox_limit`` bounds the frames queued for one access server (beyond it frames
     are dropped and counted: pushes stay pending, senders resend).
     """
@@ -290,6 +293,7 @@ class RouterService:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = anyio.current_time,
         max_batch: int = 500,
         max_delay: float = 0.002,
         outbox_limit: int = 100_000,
@@ -303,6 +307,7 @@ class RouterService:
         self.core = RouterCore(config, metrics=self.metrics)
         self.writer = GroupCommitWriter(store, max_batch=max_batch, max_delay=max_delay, metrics=self.metrics)
         self._clock = clock
+        self._now = monotonic
         self._nowait = downstream.send_nowait if isinstance(downstream, _NowaitDownstream) else None
         self._outbox_limit = outbox_limit
         self._retry = retry_interval
@@ -380,7 +385,7 @@ class RouterService:
         if self._tg is None:
             raise RuntimeError("the router service is not running")
         body = frame.raw_body if frame.codec is Codec.PROTOBUF else frame.to_codec(Codec.PROTOBUF).raw_body
-        self._execute(self.core.frame_received(frame.header, body, self._clock()))
+        self._execute(self.core.frame_received(frame.header, body, self._now(), wall=self._clock()))
 
     async def on_link_frame(self, link: Any, frame: Frame) -> None:
         """A :class:`~imsdk_server.links.LinkHub` frame handler. An access server may only speak for itself:
@@ -392,7 +397,7 @@ class RouterService:
         self.frame_received(frame)
 
     def _notice(self, notice: Notice) -> None:
-        now = self._clock()
+        now = self._now()
         core = self.core
         if isinstance(notice, BatchNotice):
             for item in notice.items:
@@ -444,7 +449,7 @@ class RouterService:
                 self._timer_wake.set()
 
     def _answer(self, queries: Sequence[QueryPresence], answers: Mapping[str, PresenceAnswer]) -> None:
-        now = self._clock()
+        now = self._now()
         for query in queries:
             answer = answers.get(query.uid)
             if answer is not None:
@@ -480,7 +485,7 @@ class RouterService:
 
         def done(result: AppendResult | Exception) -> None:
             self._m_store_latency.observe(time.perf_counter() - started)
-            now = self._clock()
+            now = self._now()
             try:
                 if isinstance(result, AppendResult):
                     self._execute(self.core.append_committed(token, result, now))
@@ -494,7 +499,7 @@ class RouterService:
         try:
             self.writer.submit(action.message, done)
         except MessageStoreError as exc:
-            self._execute(self.core.append_failed(token, exc.code, self._clock()))
+            self._execute(self.core.append_failed(token, exc.code, self._now()))
 
     # -- tasks -----------------------------------------------------------------------------------------------
 
@@ -518,7 +523,7 @@ class RouterService:
         core = self.core
         while True:
             deadline = core.next_deadline()
-            now = self._clock()
+            now = self._now()
             if deadline is not None and deadline <= now:
                 self._execute(core.handle_timer(now))
                 continue
@@ -551,9 +556,9 @@ class RouterService:
                         action.conversation, action.from_seq, action.to_seq, action.limit
                     )
             except _STORE_ERRORS as exc:
-                self._execute(self.core.load_failed(action.token, exc.code, self._clock()))
+                self._execute(self.core.load_failed(action.token, exc.code, self._now()))
             else:
-                self._execute(self.core.records_loaded(action.token, records, self._clock()))
+                self._execute(self.core.records_loaded(action.token, records, self._now()))
         finally:
             self._loads -= 1
 

@@ -318,6 +318,24 @@ def test_presence_timeout(core: RouterCore) -> None:
     assert core.presence_answered(t1, True, [], T0 + 6) == []
 
 
+def test_deadlines_follow_the_monotonic_now_and_timestamps_the_wall_clock(core: RouterCore) -> None:
+    mono = 12.5  # seconds since some boot: nothing like a date
+    (query,) = core.frame_received(*chat(msg_id=1), mono, wall=T0)
+    assert isinstance(query, QueryPresence)
+    assert core.next_deadline() == mono + 5.0  # not T0 + 5: the wall clock plays no part in it
+    assert core.handle_timer(mono + 4.999) == []
+    (append,) = core.presence_answered(query.token, True, [], mono + 1)
+    assert isinstance(append, AppendMessage)
+    assert append.message.created_ms == int(T0 * 1000)
+    # the wall clock stepped back an hour: the next message is stamped so, its deadline is unmoved
+    (query,) = core.frame_received(*chat(msg_id=2), mono + 2, wall=T0 - 3600)
+    assert isinstance(query, QueryPresence)
+    assert core.next_deadline() == mono + 7.0
+    (append,) = core.presence_answered(query.token, True, [], mono + 3)
+    assert isinstance(append, AppendMessage)
+    assert append.message.created_ms == int((T0 - 3600) * 1000)
+
+
 # -- receipts -----------------------------------------------------------------------------------------------
 
 
