@@ -25,6 +25,7 @@ from imsdk_server.backends.sql import (
     SQLCursor,
     SQLDatabase,
     open_database,
+    setup_schema,
 )
 from imsdk_server.metrics import Metrics
 from imsdk_server.routing._store import (
@@ -189,18 +190,15 @@ class SQLMessageStore:
         return self._db
 
     async def setup(self) -> None:
-        await self._db.transaction(self._setup_tx)
-
-    def _setup_tx(self, cur: SQLCursor) -> None:
-        for statement in self._sql.ddl:
-            cur.execute(statement)
-        row = cur.fetchone("SELECT version FROM msg_schema_version WHERE id = 1")
-        if row is None:
-            cur.execute("INSERT INTO msg_schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise SchemaMismatch(
-                f"message store schema is version {row[0]}; this code knows {SCHEMA_VERSION}"
-            )
+        """Create the tables if missing and record or check :data:`SCHEMA_VERSION` (the shared
+        :func:`~imsdk_server.backends.sql.setup_schema`); a newer schema raises :class:`SchemaMismatch`."""
+        await setup_schema(
+            self._db,
+            self._sql.ddl,
+            version_table="msg_schema_version",
+            version=SCHEMA_VERSION,
+            too_new=SchemaMismatch,
+        )
 
     # -- append ---------------------------------------------------------------------------------------------
 

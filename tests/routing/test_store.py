@@ -10,6 +10,7 @@ import pytest
 
 from imsdk_server.backends.sql import MySQLDatabase, SQLiteDatabase
 from imsdk_server.routing import (
+    SCHEMA_VERSION,
     MessageStore,
     SchemaMismatch,
     SQLMessageStore,
@@ -94,6 +95,25 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.database.execute("UPDATE msg_schema_version SET version = 99")
     with pytest.raises(SchemaMismatch):
         await store.setup()
+    await store.aclose()
+
+
+async def test_schema_version_is_checked_like_every_store_s(tmp_path: Path) -> None:
+    """The shared SQL helper records and checks the version: its message names the table and both versions,
+    a refused database is left as it was, and an older recorded version is accepted and kept."""
+    store = await _sqlite_store(tmp_path / "m.db")
+    assert await store.database.fetchone("SELECT version FROM msg_schema_version") == (SCHEMA_VERSION,)
+    await store.database.execute("UPDATE msg_schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    expected = (
+        f"the database holds schema version {SCHEMA_VERSION + 1} of msg_schema_version; "
+        f"this code knows {SCHEMA_VERSION}"
+    )
+    with pytest.raises(SchemaMismatch, match=f"^{expected}$"):
+        await store.setup()
+    assert await store.database.fetchone("SELECT version FROM msg_schema_version") == (SCHEMA_VERSION + 1,)
+    await store.database.execute("UPDATE msg_schema_version SET version = 0")
+    await store.setup()
+    assert await store.database.fetchone("SELECT version FROM msg_schema_version") == (0,)
     await store.aclose()
 
 
