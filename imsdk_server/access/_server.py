@@ -9,7 +9,8 @@ imsdk code ran; as a protocol it costs about 1 KiB and 50 µs (``python -m bench
 
 What lives here:
 
-* the listener (TCP, or TLS with the handshake bounded by the handshake timeout);
+* the listener (TCP, or TLS: each accepted connection is upgraded with ``loop.start_tls``, the handshake
+  bounded by the handshake timeout, and failed handshakes counted by reason);
 * per connection: bytes in → core → actions; bytes out go straight to the transport. When the transport's
   buffer is full (the peer reads slowly) frames wait in the core's bounded send queue; past its bound the
   line closes with ``SLOW_CONSUMER``. Nobody ever waits for a slow client;
@@ -25,6 +26,7 @@ What lives here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -56,7 +58,7 @@ from imsdk_server.access._core import (
 from imsdk_server.access._errors import AccessError, BackendNotReady, BackendTimeout, RoutingError
 from imsdk_server.access._routing import Backend, RoutingTable
 from imsdk_server.access._verify import Identity, SyncTokenVerifier, TokenVerifier
-from imsdk_server.metrics import Metrics
+from imsdk_server.metrics import Counter, Metrics
 
 __all__ = ["AccessServer", "EventPublisher"]
 
@@ -68,6 +70,16 @@ _CLOSED = State.CLOSED
 _UPSTREAM_PAUSE = 16
 #: The most a transport buffers before the core's send queue takes over (see ``pause_writing``).
 _TRANSPORT_HIGH_WATER = 64 * 1024
+#: Reason classes of failed TLS handshakes (``access_tls_handshake_failures_total{reason}``): the first
+#: exception type that matches wins; anything else is ``other``.
+_TLS_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (ssl.SSLCertVerificationError, "certificate"),  # a client certificate was refused
+    (ssl.SSLEOFError, "closed"),  # the peer closed in the middle of the handshake
+    (ssl.SSLError, "protocol"),  # not TLS (plain frames, HTTP), an old version, no shared cipher, ...
+    (ConnectionAbortedError, "timeout"),  # the handshake timeout aborted the connection
+    (TimeoutError, "timeout"),
+    (ConnectionError, "closed"),  # reset or EOF before the handshake was done
+)
 
 
 class EventPublisher(Protocol):
@@ -83,10 +95,12 @@ class _Conn(asyncio.Protocol):
         "abort_at",
         "core",
         "done",
+        "early",
         "paused",
         "replaced",
         "scheduled",
         "server",
+        "tls",
         "transport",
         "upstream",
     )
@@ -101,10 +115,17 @@ class _Conn(asyncio.Protocol):
         self.scheduled = _INF
         self.abort_at = _INF
         self.upstream: deque[Forward] | None = None
+        self.tls: Coroutine[Any, Any, asyncio.Transport | None] | None = None
+        """The TLS handshake in progress (``loop.start_tls``), stepped by the server."""
+        self.early = b""
+        """Bytes that arrived after the TLS handshake but before the server took the line over."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
-        self.server._accepted(self)
+        if self.server._tls_context is not None:
+            self.server._start_tls(self)
+        else:
+            self.server._accepted(self)
 
     def data_received(self, data: bytes) -> None:
         self.server._received(self, data)
@@ -167,6 +188,9 @@ class AccessServer:
         self._tg: anyio.abc.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._address: tuple[str, int] | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        self._tls_pending: set[_Conn] = set()
+        self._m_tls_failures: dict[str, Counter] = {}
 
     # ------------------------------------------------------------------ public surface
 
@@ -191,10 +215,9 @@ class AccessServer:
     ) -> None:
         """Listen and serve until cancelled; reports the bound address to ``task_status``."""
         cfg = self.config
-        ssl_ctx: ssl.SSLContext | None = None
         if cfg.certfile is not None:
-            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_ctx.load_cert_chain(cfg.certfile, cfg.keyfile)
+            self._tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls_context.load_cert_chain(cfg.certfile, cfg.keyfile)
         loop = self._loop = asyncio.get_running_loop()
         self._ctx.wall_offset = time.time() - loop.time()
         self._timer_wake = anyio.Event()
@@ -204,8 +227,6 @@ class AccessServer:
             cfg.host,
             cfg.port,
             backlog=cfg.backlog,
-            ssl=ssl_ctx,
-            ssl_handshake_timeout=cfg.handshake_timeout if ssl_ctx is not None else None,
         )
         try:
             host, port = listener.sockets[0].getsockname()[:2]
@@ -220,6 +241,8 @@ class AccessServer:
         finally:
             self._tg = None
             listener.close()
+            for conn in list(self._tls_pending):
+                self._tls_abandon(conn)
             for conn in list(self._conns):
                 if conn.transport is not None:
                     conn.transport.abort()
@@ -299,13 +322,98 @@ class AccessServer:
 
     def _received(self, conn: _Conn, data: bytes) -> None:
         core = conn.core
-        assert core is not None
+        if core is None:  # TLS is up but the server has not taken the line over yet
+            conn.early += data
+            return
         now = self._now()
         actions = core.receive_data(data, now)
         if actions:
             self._apply(conn, actions, now)
         self._flush(conn)
         self._reschedule(conn)
+
+    # ------------------------------------------------------------------ TLS
+
+    def _start_tls(self, conn: _Conn) -> None:
+        """Begin the TLS handshake of a connection just accepted.
+
+        The listener itself is plain TCP and each connection is upgraded with ``loop.start_tls``, which
+        reports a failed handshake (and why) where ``create_server(ssl=...)`` would drop it silently. Its
+        first step -- switching the transport over to the TLS protocol -- runs here, inside
+        ``connection_made``: uvloop starts reading a new connection as soon as that returns, whatever
+        ``pause_reading`` asked, and the client's first TLS bytes must reach the TLS protocol, not this one.
+        The handshake then goes on without a task: :meth:`_tls_step` resumes the coroutine when what it
+        waits for is done.
+        """
+        assert conn.transport is not None
+        assert self._loop is not None
+        assert self._tls_context is not None
+        conn.tls = self._loop.start_tls(
+            conn.transport,
+            conn,
+            self._tls_context,
+            server_side=True,
+            ssl_handshake_timeout=self.config.handshake_timeout,
+        )
+        self._tls_pending.add(conn)
+        self._tls_step(conn)
+
+    def _tls_step(self, conn: _Conn, _done: object = None) -> None:
+        coro = conn.tls
+        if coro is None:  # abandoned meanwhile (the server stopped)
+            return
+        try:
+            waiting = coro.send(None)
+        except StopIteration as finished:
+            self._tls_finished(conn, finished.value)
+        except (Exception, asyncio.CancelledError) as exc:
+            self._tls_failed(conn, exc)
+        else:
+            add_done_callback = getattr(waiting, "add_done_callback", None)
+            if add_done_callback is not None:
+                add_done_callback(functools.partial(self._tls_step, conn))
+            else:  # a bare yield: go on at the next turn of the loop
+                assert self._loop is not None
+                self._loop.call_soon(self._tls_step, conn)
+
+    def _tls_finished(self, conn: _Conn, transport: asyncio.Transport | None) -> None:
+        conn.tls = None
+        self._tls_pending.discard(conn)
+        if transport is None:
+            self._tls_failed(conn, ConnectionResetError("no transport after the TLS handshake"))
+            return
+        if conn.done:  # the peer left right after the handshake
+            transport.abort()
+            return
+        conn.transport = transport
+        self._accepted(conn)
+        early, conn.early = conn.early, b""
+        if early:
+            self._received(conn, early)
+
+    def _tls_failed(self, conn: _Conn, exc: BaseException) -> None:
+        conn.tls = None
+        self._tls_pending.discard(conn)
+        reason = next((r for kind, r in _TLS_FAILURES if isinstance(exc, kind)), "other")
+        counter = self._m_tls_failures.get(reason)
+        if counter is None:
+            counter = self._m_tls_failures[reason] = self.metrics.child("access").counter(
+                "tls_handshake_failures_total", reason=reason
+            )
+        counter.inc()
+        log.debug("TLS handshake failed (%s): %r", reason, exc)
+        if conn.transport is not None:
+            conn.transport.abort()
+
+    def _tls_abandon(self, conn: _Conn) -> None:
+        """The server stops: end a handshake still in progress (``start_tls`` closes its transport)."""
+        coro = conn.tls
+        conn.tls = None
+        self._tls_pending.discard(conn)
+        if coro is not None:
+            coro.close()
+        if conn.transport is not None:
+            conn.transport.abort()
 
     def _lost(self, conn: _Conn) -> None:
         conn.done = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -102,6 +103,7 @@ async def test_handshake_ok_and_online_event(tokens: Tokens, queue: MemoryQueue,
         assert (offline.uid, offline.session, offline.reason) == ("alice", ack.session, ErrorCode.OK)
         await wait_for(lambda: server.connection_count == 0)
         assert metrics.value("access_handshakes_total", result="ok") == 1
+        await client.aclose()
         assert metrics.value("access_connections") == 0
 
 
@@ -329,6 +331,15 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+#: The TLS path differs between the two event loops a server runs on (uvloop starts reading a new connection
+#: whatever its protocol asked), so the TLS tests run on both.
+LOOPS = [
+    pytest.param(("asyncio", {}), id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+]
+
+
+@pytest.mark.parametrize("anyio_backend", LOOPS)
 async def test_tls(tokens: Tokens, tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     async with running(tokens, certfile=str(cert), keyfile=str(key)) as server:
@@ -344,6 +355,56 @@ async def test_tls(tokens: Tokens, tmp_path: Path) -> None:
         await plain.until_closed()
         client2 = await Client.connect(server.address, ssl_context=ctx)
         await client2.login(tokens.issue("bob", "phone"))
+
+
+async def _hang_up(client: Client) -> None:
+    await client.aclose()
+
+
+async def _send_nothing(client: Client) -> None:
+    await client.until_closed()
+
+
+def _sender(data: bytes) -> Callable[[Client], Awaitable[None]]:
+    async def send(client: Client) -> None:
+        await client.send(data)
+        await client.until_closed()
+
+    return send
+
+
+TLS_FAILURES = [
+    ("plain_frames", _sender(b"\x12\x01\x00\x00" * 100), "protocol"),
+    ("http_request", _sender(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "protocol"),
+    ("silent", _send_nothing, "timeout"),
+    ("hang_up", _hang_up, "closed"),
+]
+
+
+@pytest.mark.parametrize("anyio_backend", LOOPS)
+@pytest.mark.parametrize(("case", "act", "reason"), TLS_FAILURES, ids=[c[0] for c in TLS_FAILURES])
+async def test_tls_handshake_failures_are_counted_by_reason(
+    tokens: Tokens, tmp_path: Path, case: str, act: Callable[[Client], Awaitable[None]], reason: str
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    metrics = Metrics()
+    async with running(
+        tokens, metrics=metrics, certfile=str(cert), keyfile=str(key), handshake_timeout=0.5
+    ) as server:
+        bad = await Client.connect(server.address)
+        await act(bad)
+        await bad.aclose()
+        await wait_for(lambda: metrics.value("access_tls_handshake_failures_total", reason=reason) == 1)
+        others = {"protocol", "timeout", "closed", "certificate", "other"} - {reason}
+        assert all(metrics.value("access_tls_handshake_failures_total", reason=r) == 0 for r in others)
+        assert server.connection_count == 0  # a line counts once its TLS handshake is done
+        # The server keeps serving TLS clients.
+        ctx = ssl.create_default_context(cafile=str(cert))
+        client = await Client.connect(server.address, ssl_context=ctx)
+        assert (await client.login(tokens.issue("bob", "phone"))).uid == "bob"
+        assert server.connection_count == 1
+        assert metrics.value("access_handshakes_total", result="ok") == 1
+        await client.aclose()
 
 
 # -------------------------------------------------------------------------------------------- load reports
