@@ -32,6 +32,7 @@ from google.protobuf.message import DecodeError, Message
 from imsdk_proto import messages as pb
 from imsdk_proto._header import Header
 from imsdk_proto.codes import Biz, ChatFunc, ErrorCode, Flags, SyncFunc
+from imsdk_proto.errors import CodedError
 from imsdk_proto.messages import SendStatus
 from imsdk_server.metrics import Counter, Metrics
 from imsdk_server.routing._config import RouterConfig
@@ -188,12 +189,8 @@ def stamp_body(body: bytes, server_msg_id: int, conv_seq: int, sent_at_ms: int) 
     return body + tail
 
 
-class _Reject(Exception):
-    """Internal: refuse the frame being handled with ``code``."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class _Reject(CodedError):
+    """Internal: refuse the frame being handled with :attr:`code` (always given by the raiser)."""
 
 
 # -- state ---------------------------------------------------------------------------------------------------
@@ -360,9 +357,9 @@ class RouterCore:
         counter.value += 1
         try:
             if not header.sender_uid or not header.sender_device or header.access_id == 0:
-                raise _Reject(ErrorCode.FORGED_SENDER, "the frame carries no authenticated sender")
+                raise _Reject("the frame carries no authenticated sender", ErrorCode.FORGED_SENDER)
             if header.is_response:
-                raise _Reject(ErrorCode.UNEXPECTED_MESSAGE, "the router takes requests, not responses")
+                raise _Reject("the router takes requests, not responses", ErrorCode.UNEXPECTED_MESSAGE)
             if header.biz == _CHAT and header.func in _CONTENT:
                 return self._chat_message(header, body, now, wall)
             if header.biz == _CHAT and header.func in _RECEIPTS:
@@ -372,41 +369,41 @@ class RouterCore:
             if header.biz == Biz.SYNC and header.func == SyncFunc.ACK:
                 return self._sync_ack(header, body)
             raise _Reject(
-                ErrorCode.UNEXPECTED_MESSAGE, f"code ({header.biz}, {header.func}) is not for the router"
+                f"code ({header.biz}, {header.func}) is not for the router", ErrorCode.UNEXPECTED_MESSAGE
             )
         except _Reject as exc:
             return self._error(header, exc.code, str(exc))
 
     def _decode(self, cls: type[Message], body: bytes) -> Message:
         if len(body) > self.config.max_body_bytes:
-            raise _Reject(ErrorCode.PAYLOAD_TOO_LARGE, f"body over {self.config.max_body_bytes} bytes")
+            raise _Reject(f"body over {self.config.max_body_bytes} bytes", ErrorCode.PAYLOAD_TOO_LARGE)
         try:
             return cls.FromString(body)
         except (DecodeError, RuntimeError, ValueError) as exc:
-            raise _Reject(ErrorCode.MALFORMED_BODY, f"body does not decode as {cls.__name__}") from exc
+            raise _Reject(f"body does not decode as {cls.__name__}", ErrorCode.MALFORMED_BODY) from exc
 
     def _check_content(self, func: int, message: Message) -> None:
         limit = self.config.max_text_chars
         if isinstance(message, pb.ChatText):
             if not message.text:
-                raise _Reject(ErrorCode.MALFORMED_BODY, "empty text")
+                raise _Reject("empty text", ErrorCode.MALFORMED_BODY)
             if len(message.text) > limit:
-                raise _Reject(ErrorCode.PAYLOAD_TOO_LARGE, f"text over {limit} characters")
+                raise _Reject(f"text over {limit} characters", ErrorCode.PAYLOAD_TOO_LARGE)
         elif isinstance(message, pb.ChatImage):
             if len(message.image.sha256) != 32 or not message.image.mime:
-                raise _Reject(ErrorCode.MALFORMED_BODY, "an image needs a media reference (sha256, mime)")
+                raise _Reject("an image needs a media reference (sha256, mime)", ErrorCode.MALFORMED_BODY)
             if len(message.caption) > limit:
-                raise _Reject(ErrorCode.PAYLOAD_TOO_LARGE, f"caption over {limit} characters")
+                raise _Reject(f"caption over {limit} characters", ErrorCode.PAYLOAD_TOO_LARGE)
         elif isinstance(message, pb.ChatVoice):
             if len(message.voice.sha256) != 32 or not message.voice.mime or message.duration_ms == 0:
-                raise _Reject(ErrorCode.MALFORMED_BODY, "a voice clip needs a media reference and a duration")
+                raise _Reject("a voice clip needs a media reference and a duration", ErrorCode.MALFORMED_BODY)
         elif isinstance(message, pb.ChatLocation):
             if not (-90.0 <= message.lat <= 90.0 and -180.0 <= message.lng <= 180.0):
-                raise _Reject(ErrorCode.MALFORMED_BODY, "latitude/longitude out of range")
+                raise _Reject("latitude/longitude out of range", ErrorCode.MALFORMED_BODY)
             if message.accuracy_m < 0 or message.accuracy_m != message.accuracy_m:
-                raise _Reject(ErrorCode.MALFORMED_BODY, "accuracy must be a non-negative number")
+                raise _Reject("accuracy must be a non-negative number", ErrorCode.MALFORMED_BODY)
             if len(message.label) > limit:
-                raise _Reject(ErrorCode.PAYLOAD_TOO_LARGE, f"label over {limit} characters")
+                raise _Reject(f"label over {limit} characters", ErrorCode.PAYLOAD_TOO_LARGE)
 
     def _admit(
         self, header: Header, body: bytes, kind: str, target: str, now: float, wall: float
@@ -414,7 +411,7 @@ class RouterCore:
         key = (header.sender_uid, header.sender_device, header.session)
         session = self._sessions.get(key)
         if session is not None and session.inflight >= self.config.max_inflight_per_sender:
-            raise _Reject(ErrorCode.RATE_LIMITED, "too many messages in flight for this session")
+            raise _Reject("too many messages in flight for this session", ErrorCode.RATE_LIMITED)
         entry = _Entry(
             token=self._token(),
             session=key,
@@ -436,13 +433,13 @@ class RouterCore:
     def _chat_message(self, header: Header, body: bytes, now: float, wall: float) -> list[Action]:
         if header.msg_server_id != self.config.server_id:
             self._m_redirects.inc()
-            raise _Reject(ErrorCode.WRONG_MESSAGE_SERVER, "stamp this router's msg_server_id and resend")
+            raise _Reject("stamp this router's msg_server_id and resend", ErrorCode.WRONG_MESSAGE_SERVER)
         if not header.receiver_uid:
-            raise _Reject(ErrorCode.UNKNOWN_RECEIVER, "no receiver")
+            raise _Reject("no receiver", ErrorCode.UNKNOWN_RECEIVER)
         cls, _ = _CONTENT[header.func]
         self._check_content(header.func, self._decode(cls, body))
         if len(header.receiver_uid) > 128 or len(header.sender_uid) > 128 or len(header.sender_device) > 128:
-            raise _Reject(ErrorCode.MALFORMED_HEADER, "uid or device id over 128 characters")
+            raise _Reject("uid or device id over 128 characters", ErrorCode.MALFORMED_HEADER)
         instant = bool(_int_and(header.flags, _NO_STORE))
         if instant:
             key = (header.sender_uid, header.sender_device, header.msg_id)
@@ -456,7 +453,7 @@ class RouterCore:
         receipt = self._decode(_RECEIPTS[header.func], body)
         peer = str(getattr(receipt, "peer_uid", ""))
         if not peer:
-            raise _Reject(ErrorCode.UNKNOWN_RECEIVER, "a receipt needs a peer_uid")
+            raise _Reject("a receipt needs a peer_uid", ErrorCode.UNKNOWN_RECEIVER)
         return self._admit(header, body, "receipt", peer, now, wall)
 
     # -- the pipeline ----------------------------------------------------------------------------------------
@@ -648,9 +645,9 @@ class RouterCore:
             return self._start_catch_up(header.sender_uid, header.sender_device, header.access_id, header)
         members = conversation_members(pull.conversation)
         if members is None or header.sender_uid not in members:
-            raise _Reject(ErrorCode.FORBIDDEN, "not a conversation of this user")
+            raise _Reject("not a conversation of this user", ErrorCode.FORBIDDEN)
         if pull.to_seq and pull.to_seq < pull.from_seq:
-            raise _Reject(ErrorCode.MALFORMED_BODY, "to_seq below from_seq")
+            raise _Reject("to_seq below from_seq", ErrorCode.MALFORMED_BODY)
         limit = min(pull.limit or self.config.max_pull, self.config.max_pull)
         token = self._token()
         self._loads[token] = _Load(
@@ -666,7 +663,7 @@ class RouterCore:
             members = conversation_members(cursor.conversation)
             if members is None or header.sender_uid not in members:
                 raise _Reject(
-                    ErrorCode.FORBIDDEN, f"not a conversation of this user: {cursor.conversation!r}"
+                    f"not a conversation of this user: {cursor.conversation!r}", ErrorCode.FORBIDDEN
                 )
             actions.append(StoreAck(header.sender_uid, header.sender_device, cursor.conversation, cursor.seq))
         return actions

@@ -38,6 +38,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from imsdk_proto._frame import Frame
 from imsdk_proto.codes import Biz, Codec, ErrorCode
+from imsdk_proto.errors import CodedError
 from imsdk_proto.messages import ServerRole
 from imsdk_server.backends.registry import Registry, RegistryError, ServerInfo, ServerState
 from imsdk_server.backends.sql import SQLError
@@ -97,7 +98,7 @@ _PRESENCE_CHUNK = 1000
 # -- interfaces ----------------------------------------------------------------------------------------------
 
 
-class DownstreamUnavailable(Exception):
+class DownstreamUnavailable(CodedError):
     """A frame could not be handed to its access server (no link to it, or not ready)."""
 
     code = ErrorCode.BACKEND_NOT_READY
@@ -490,8 +491,8 @@ class RouterService:
                 if isinstance(result, AppendResult):
                     self._execute(self.core.append_committed(token, result, now))
                 else:
-                    code = getattr(result, "code", ErrorCode.INTERNAL)
-                    self._execute(self.core.append_failed(token, ErrorCode(code), now))
+                    code = result.code if isinstance(result, CodedError) else ErrorCode.INTERNAL
+                    self._execute(self.core.append_failed(token, code, now))
             except Exception:  # never let one message take the writer down
                 self._m_internal.inc()
                 log.exception("router: handling the commit of token %d failed", token)

@@ -5,7 +5,7 @@ leave no gaps among committed messages, idempotent appends keyed by ``(sender ui
 message id)``, per-device cumulative delivery acks, and pulls by range or by "everything pending for this
 device". :mod:`imsdk_server.routing.conformance` is the one suite every implementation passes.
 
-Errors::
+Errors (grown from the suite's one root, :class:`~imsdk_proto.errors.CodedError`)::
 
     MessageStoreError             .code: ErrorCode (INTERNAL)
     ├── SchemaMismatch            the database holds a newer schema than this code knows (INTERNAL)
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_proto.errors import CodedError
 
 __all__ = [
     "AppendResult",
@@ -37,10 +38,8 @@ __all__ = [
 ]
 
 
-class MessageStoreError(Exception):
+class MessageStoreError(CodedError):
     """Base of the store's own errors; :attr:`code` is the wire error code it maps to."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
 
 
 class SchemaMismatch(MessageStoreError):
