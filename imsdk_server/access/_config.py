@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imsdk_proto.codes import Biz
 from imsdk_server.config import load_config
 
 __all__ = ["AccessConfig"]
@@ -55,6 +56,11 @@ class AccessConfig:
 
     send_queue_max_frames: int = 1024
     """A connection whose unsent frames would exceed this is closed as a slow consumer."""
+
+    msg_server_biz: int = int(Biz.CHAT)
+    """The business whose back-end is named in the handshake reply's ``msg_server_id`` hint: the ready
+    back-end that business's frames from the user would go to (0: no hint). With it the client stamps the
+    right message-server id on its first chat message instead of learning it from a refusal."""
 
     backend_send_timeout: float = 5.0
     """The longest an upstream frame waits for a busy back-end to take it. Past it the client gets an error

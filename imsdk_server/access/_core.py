@@ -402,10 +402,15 @@ class AccessConnection:
 
     # ------------------------------------------------------------------ answers of the driver
 
-    def authenticated(self, uid: str, device: str, session: int, seq_base: int, now: float) -> bool:
+    def authenticated(
+        self, uid: str, device: str, session: int, seq_base: int, now: float, msg_server_id: int = 0
+    ) -> bool:
         """The token was valid: open the line and queue the handshake reply.
 
-        Returns ``False`` (and changes nothing) when the line was closed meanwhile (e.g. the deadline).
+        ``msg_server_id`` (0: none) is the message server the session's chat messages should name from
+        the start, told to the client in the reply so that its first message is not refused for a
+        missing id. Returns ``False`` (and changes nothing) when the line was closed meanwhile (e.g. the
+        deadline).
         """
         if self._step(Input.AUTH_OK) is None:
             return False
@@ -425,6 +430,7 @@ class AccessConnection:
             uid=uid,
             idle_timeout_ms=self._ctx.idle_timeout_ms,
             max_frame_size=self._ctx.max_frame_size,
+            msg_server_id=msg_server_id,
         )
         self._reply(Header(_SYSTEM, SystemFunc.HANDSHAKE_ACK, flags=Flags.RESPONSE), ack)
         return True

@@ -88,26 +88,36 @@ class RoutingTable:
         Raises :class:`~imsdk_server.access.NoBackend` when nothing is registered for its code and
         :class:`~imsdk_server.access.BackendNotReady` when back-ends are registered but none is ready.
         """
-        registered = False
-        for key in ((header.biz, header.func), (header.biz, None)):
+        backend = self.choose(header.biz, header.func, header.sender_uid, header.msg_server_id)
+        if backend is not None:
+            return backend
+        if (header.biz, header.func) in self._routes or (header.biz, None) in self._routes:
+            raise BackendNotReady(f"no ready back-end for ({header.biz}, {header.func})")
+        raise NoBackend(f"no back-end serves ({header.biz}, {header.func})")
+
+    def choose(self, biz: int, func: int | None, uid: str, sticky: int = 0) -> Backend | None:
+        """The ready back-end a frame ``(biz, func)`` from ``uid`` goes to, ``None`` when none is ready.
+
+        ``func`` ``None`` asks about the business as a whole (its ``(biz, None)`` back-ends); ``sticky`` is
+        the frame's ``msg_server_id``, honoured when that back-end is among the ready ones. With ``sticky``
+        0 this is the back-end a session of ``uid`` should stick to, as told to the client at its handshake.
+        """
+        keys: tuple[_Key, ...] = ((biz, None),) if func is None else ((biz, func), (biz, None))
+        for key in keys:
             backends = self._routes.get(key)
             if not backends:
                 continue
-            registered = True
             ready = [b for b in backends if b.ready]
             if not ready:
                 continue
             if len(ready) == 1:
                 return ready[0]
-            sticky = header.msg_server_id
             if sticky:
                 for b in ready:
                     if b.server_id == sticky:
                         return b
-            return _rendezvous(header.sender_uid, ready)
-        if registered:
-            raise BackendNotReady(f"no ready back-end for ({header.biz}, {header.func})")
-        raise NoBackend(f"no back-end serves ({header.biz}, {header.func})")
+            return _rendezvous(uid, ready)
+        return None
 
 
 _M64 = (1 << 64) - 1

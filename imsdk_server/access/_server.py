@@ -516,7 +516,11 @@ class AccessServer:
         while session in self._by_session:
             session = secrets.randbits(63) or 1
         seq_base = secrets.randbits(30) << 32
-        if core.authenticated(identity.uid, identity.device, session, seq_base, now):
+        hint = 0
+        if self.config.msg_server_biz:
+            router = self.routes.choose(self.config.msg_server_biz, None, identity.uid)
+            hint = router.server_id if router is not None else 0
+        if core.authenticated(identity.uid, identity.device, session, seq_base, now, hint):
             self._register(conn, now)
 
     # ------------------------------------------------------------------ upstream

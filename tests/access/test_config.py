@@ -53,3 +53,10 @@ def test_backend_send_timeout_is_bounded_and_positive() -> None:
     assert AccessConfig(server_id=1).backend_send_timeout == 5.0
     with pytest.raises(ValueError, match="backend_send_timeout"):
         AccessConfig(server_id=1, backend_send_timeout=0)
+
+
+def test_the_message_server_hint_names_the_chat_business_by_default() -> None:
+    from imsdk_proto.codes import Biz
+
+    assert AccessConfig(server_id=1).msg_server_biz == Biz.CHAT
+    assert AccessConfig(server_id=1, msg_server_biz=0).msg_server_biz == 0  # no hint

@@ -74,6 +74,15 @@ def test_handshake_reply_carries_session_sequence_base_and_times() -> None:
     assert ack.heartbeat_interval_ms == 60_000
     assert ack.server_time_ms == int((T0 + 2 + 1_700_000_000.0) * 1000)
     assert ctx.metrics.value("access_handshakes_total", result="ok") == 1
+    assert ack.msg_server_id == 0  # no message-server hint unless the driver gives one
+
+
+def test_handshake_reply_carries_the_message_server_hint() -> None:
+    core, _ = make()
+    core.receive_data(handshake("tok"), T0 + 1)
+    assert core.authenticated("alice", "phone", 42, 5 << 32, T0 + 2, msg_server_id=61)
+    (frame,) = sent(core)
+    assert frame.body_as(HandshakeAck).msg_server_id == 61
 
 
 @pytest.mark.parametrize("chunking", ["whole", "bytewise", "with_trailing_ping"])

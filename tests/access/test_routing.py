@@ -119,3 +119,14 @@ def test_a_back_end_joining_takes_users_only_for_itself(server_ids: tuple[int, .
     moved = [uid for uid in UIDS if before[uid] != after[uid]]
     assert all(after[uid] == 500 for uid in moved)
     assert 0.85 * len(UIDS) / 6 <= len(moved) <= 1.15 * len(UIDS) / 6
+
+
+def test_choose_is_what_resolve_does_for_an_unstamped_frame() -> None:
+    table = table_of([StubBackend(i) for i in (11, 12, 13)])
+    table.add(StubBackend(20), Biz.CHAT, ChatFunc.TEXT)
+    for header in HEADERS[:200]:
+        chosen = table.choose(Biz.CHAT, None, header.sender_uid)
+        assert chosen is not None
+        assert chosen.server_id in (11, 12, 13)  # the business as a whole, not the TEXT-only back-end
+        assert table.choose(Biz.CHAT, ChatFunc.TEXT, header.sender_uid) is table.resolve(header)
+    assert table.choose(Biz.VOIP, None, "a") is None

@@ -684,3 +684,41 @@ async def test_a_verifier_that_raises_closes_only_that_handshake(
         after = await Client.connect(server.address)
         assert (await after.login(tokens.issue("bob", "phone"))).uid == "bob"
         tg.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------------------------ message-server hint
+
+
+async def test_handshake_reply_names_the_chat_router_the_user_is_routed_to(tokens: Tokens) -> None:
+    async with running(tokens) as server:
+        first = await Client.connect(server.address)
+        assert (await first.login(tokens.issue("nobody-routed", "phone"))).msg_server_id == 0  # no router yet
+        await first.aclose()
+        routers = {i: RecordingBackend(i) for i in (61, 62, 63)}
+        for backend in routers.values():
+            server.routes.add(backend, Biz.CHAT)
+        server.routes.add(RecordingBackend(70), Biz.VOIP)  # another business: never the hint
+        hints = set()
+        for n in range(12):
+            uid = f"user-{n}"
+            client = await Client.connect(server.address)
+            hint = (await client.login(tokens.issue(uid, "phone"))).msg_server_id
+            assert hint in routers
+            hints.add(hint)
+            # The first message, stamped with the hint as the client does, and an unstamped one both reach
+            # the hinted router: no refusal and resend are needed.
+            await client.send(chat("first", seq=1, msg_id=1, msg_server_id=hint))
+            await client.send(chat("second", seq=2, msg_id=2))
+            await wait_for(lambda: sum(len(b.frames) for b in routers.values()) == 2)
+            assert [f.header.msg_id for f in routers[hint].frames] == [1, 2]
+            for backend in routers.values():
+                backend.frames.clear()
+            await client.aclose()
+        assert len(hints) > 1  # users are spread over the routers
+        # A router that is not ready is not named.
+        for backend in routers.values():
+            backend.ready = False
+        routers[62].ready = True
+        late = await Client.connect(server.address)
+        assert (await late.login(tokens.issue("late", "phone"))).msg_server_id == 62
+        await late.aclose()
