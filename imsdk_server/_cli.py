@@ -5,7 +5,8 @@ Commands::
     imsdk serve <role|all> [--config FILE] [--http HOST:PORT] [--tcp HOST:PORT] [--data DIR]
                            [--queue URL] [--registry URL] [--cache URL] [--database URL] ...
     imsdk user add UID [--password PW | $IMSDK_PASSWORD] [--nickname NAME] [--server URL]
-    imsdk demo
+    imsdk demo [--seconds S] [--users N] [--seed N] [--quiet]
+    imsdk send --as UID --to UID TEXT | imsdk listen --as UID | imsdk chat --as UID   (see _cli_client)
 
 Errors print one line on stderr and exit non-zero: 2 for a bad command line or configuration, 1 for a failure
 while running (a port in use, a server that cannot be reached, a backend that is down). Everything heavy is
@@ -20,6 +21,8 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from imsdk_server import _cli_client
 
 if TYPE_CHECKING:
     from imsdk_server.allinone import AllInOneConfig
@@ -63,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="imsdk", description="imsdk: instant-messaging toolkit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    sub.add_parser("demo", help="run the all-in-one demo on the embedded defaults")
+    _cli_client.add_parsers(sub)  # demo, send, listen, chat
 
     serve = sub.add_parser(
         "serve",
@@ -114,9 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if args.command == "demo":
-            print("demo: not available yet", file=sys.stderr)
-            return 1
+        if args.command in _cli_client.COMMANDS:
+            return _cli_client.run(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "user":
