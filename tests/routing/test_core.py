@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -79,14 +79,41 @@ def sync(
     return header, message.SerializeToString()
 
 
-def only(actions: Sequence[Action], kind: type[Any]) -> list[Any]:
+A = TypeVar("A", bound=Action)
+
+
+def only(actions: Sequence[Action], kind: type[A]) -> list[A]:
+    """The actions of one type, in order (the others are left out)."""
     return [a for a in actions if isinstance(a, kind)]
 
 
-def one(actions: Sequence[Action], kind: type[Any]) -> Any:
+def one(actions: Sequence[Action], kind: type[A]) -> A:
+    """The one action of type ``kind`` among ``actions`` (others may be there too)."""
     found = only(actions, kind)
     assert len(found) == 1, actions
     return found[0]
+
+
+def is_a(action: Action, kind: type[A]) -> A:
+    """``action``, checked to be a ``kind``."""
+    assert isinstance(action, kind), action
+    return action
+
+
+def single(actions: Sequence[Action], kind: type[A]) -> A:
+    """The only action, checked to be a ``kind`` (like ``(action,) = actions`` with a type check)."""
+    assert len(actions) == 1, actions
+    return is_a(actions[0], kind)
+
+
+def every(actions: Sequence[Action], kind: type[A]) -> list[A]:
+    """All of ``actions``, each checked to be a ``kind``."""
+    return [is_a(a, kind) for a in actions]
+
+
+def token_of(actions: Sequence[Action]) -> int:
+    """The token of the presence query that the first action is."""
+    return is_a(actions[0], QueryPresence).token
 
 
 def error_of(frame: SendFrame) -> ErrorCode:
@@ -117,9 +144,11 @@ BOB_PAD = DeviceLocation("bob", "pad", 10)
 
 def test_offline_message_is_stored_then_acked_then_pushed(core: RouterCore) -> None:
     header, body = chat()
-    (query,) = core.frame_received(header, body, T0)
+    query = single(core.frame_received(header, body, T0), QueryPresence)
     assert query == QueryPresence(query.token, "bob")
-    (append,) = core.presence_answered(query.token, True, [BOB_PHONE, BOB_PAD], T0 + 0.001)
+    append = single(
+        core.presence_answered(query.token, True, [BOB_PHONE, BOB_PAD], T0 + 0.001), AppendMessage
+    )
     assert isinstance(append, AppendMessage)
     m = append.message
     assert (m.conversation, m.sender_uid, m.sender_device, m.client_msg_id, m.receiver_uid) == (
@@ -127,7 +156,7 @@ def test_offline_message_is_stored_then_acked_then_pushed(core: RouterCore) -> N
     )  # fmt: skip
     assert (m.content_type, m.body, m.created_ms) == (ChatFunc.TEXT, body, int(T0 * 1000))
     out = core.append_committed(append.token, AppendResult(500, 12, 1234), T0 + 0.01)
-    ack, *pushes = out
+    ack, *pushes = every(out, SendFrame)
     assert isinstance(ack, SendFrame)
     assert ack.access_id == 3
     assert (ack.header.receiver_uid, ack.header.receiver_device, ack.header.seq, ack.header.msg_id) == (
@@ -160,25 +189,25 @@ def test_offline_message_is_stored_then_acked_then_pushed(core: RouterCore) -> N
 
 
 def test_offline_receiver_gets_nothing_sender_gets_stored(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(), T0)
-    (append,) = core.presence_answered(query.token, True, [], T0)
-    (ack,) = core.append_committed(append.token, AppendResult(1, 1, 5), T0)
+    query = single(core.frame_received(*chat(), T0), QueryPresence)
+    append = single(core.presence_answered(query.token, True, [], T0), AppendMessage)
+    ack = single(core.append_committed(append.token, AppendResult(1, 1, 5), T0), SendFrame)
     assert ack_of(ack).status == SendStatus.SEND_STATUS_STORED
 
 
 def test_resend_is_acked_with_original_ids_and_not_pushed_again(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(flags=Flags.RETRY), T0)
-    (append,) = core.presence_answered(query.token, True, [BOB_PHONE], T0)
-    (ack,) = core.append_committed(append.token, AppendResult(40, 3, 777, duplicate=True), T0)
+    query = single(core.frame_received(*chat(flags=Flags.RETRY), T0), QueryPresence)
+    append = single(core.presence_answered(query.token, True, [BOB_PHONE], T0), AppendMessage)
+    ack = single(core.append_committed(append.token, AppendResult(40, 3, 777, duplicate=True), T0), SendFrame)
     assert ack_of(ack) == pb.SendAck(
         msg_id=1001, server_msg_id=40, conv_seq=3, timestamp_ms=777, status=SendStatus.SEND_STATUS_DUPLICATE
     )
 
 
 def test_database_down_means_error_and_no_ack(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(), T0)
-    (append,) = core.presence_answered(query.token, True, [BOB_PHONE], T0)
-    (frame,) = core.append_failed(append.token, ErrorCode.STORAGE_UNAVAILABLE, T0)
+    query = single(core.frame_received(*chat(), T0), QueryPresence)
+    append = single(core.presence_answered(query.token, True, [BOB_PHONE], T0), AppendMessage)
+    frame = single(core.append_failed(append.token, ErrorCode.STORAGE_UNAVAILABLE, T0), SendFrame)
     assert error_of(frame) == ErrorCode.STORAGE_UNAVAILABLE
     assert frame.header.code == (Biz.CHAT, ChatFunc.SEND_ACK)
     assert (frame.header.seq, frame.header.msg_id) == (1, 1001)
@@ -186,10 +215,10 @@ def test_database_down_means_error_and_no_ack(core: RouterCore) -> None:
 
 
 def test_device_online_while_storing_is_pushed_too(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(), T0)
-    (append,) = core.presence_answered(query.token, True, [], T0)
+    query = single(core.frame_received(*chat(), T0), QueryPresence)
+    append = single(core.presence_answered(query.token, True, [], T0), AppendMessage)
     core.device_online("bob", "pad", 12, T0)
-    _, push = core.append_committed(append.token, AppendResult(1, 1, 1), T0)
+    _, push = every(core.append_committed(append.token, AppendResult(1, 1, 1), T0), SendFrame)
     assert (push.access_id, push.header.receiver_device) == (12, "pad")
 
 
@@ -197,23 +226,24 @@ def test_device_online_while_storing_is_pushed_too(core: RouterCore) -> None:
 
 
 def test_instant_message_goes_to_every_online_device(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(flags=Flags.NO_STORE), T0)
+    query = single(core.frame_received(*chat(flags=Flags.NO_STORE), T0), QueryPresence)
     out = core.presence_answered(query.token, True, [BOB_PHONE, BOB_PAD], T0 + 0.5)
     assert only(out, AppendMessage) == []
-    pushes = [f for f in out if f.header.func == ChatFunc.TEXT]
+    sent = every(out, SendFrame)
+    pushes = [f for f in sent if f.header.func == ChatFunc.TEXT]
     assert sorted(p.access_id for p in pushes) == [9, 10]
     assert all(p.header.flags == Flags.NO_STORE for p in pushes)
     assert pb.ChatText.FromString(pushes[0].body).sent_at_ms == int(T0 * 1000)
-    (ack,) = [f for f in out if f.header.func == ChatFunc.SEND_ACK]
+    (ack,) = [f for f in sent if f.header.func == ChatFunc.SEND_ACK]
     assert ack_of(ack).status == SendStatus.SEND_STATUS_DELIVERED
     # the same message again is not forwarded twice
-    (dup,) = core.frame_received(*chat(flags=Flags.NO_STORE | Flags.RETRY), T0 + 1)
+    dup = single(core.frame_received(*chat(flags=Flags.NO_STORE | Flags.RETRY), T0 + 1), SendFrame)
     assert ack_of(dup).status == SendStatus.SEND_STATUS_DUPLICATE
 
 
 def test_instant_message_to_offline_receiver_is_dropped(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(flags=Flags.NO_STORE), T0)
-    (frame,) = core.presence_answered(query.token, True, [], T0)
+    query = single(core.frame_received(*chat(flags=Flags.NO_STORE), T0), QueryPresence)
+    frame = single(core.presence_answered(query.token, True, [], T0), SendFrame)
     assert error_of(frame) == ErrorCode.RECEIVER_OFFLINE
     assert core.inflight == 0
 
@@ -248,7 +278,7 @@ REFUSALS: list[tuple[str, dict[str, Any], bytes | None, ErrorCode]] = [
 def test_bad_frames_get_one_error_and_nothing_else(
     core: RouterCore, changes: dict[str, Any], body: bytes | None, code: ErrorCode
 ) -> None:
-    (frame,) = core.frame_received(*chat(body=body, **changes), T0)
+    frame = single(core.frame_received(*chat(body=body, **changes), T0), SendFrame)
     assert error_of(frame) == code
     assert (frame.access_id, frame.header.receiver_uid, frame.header.seq) == (3, "alice", 1)
     assert frame.header.msg_server_id == ROUTER
@@ -259,7 +289,9 @@ def test_valid_media_and_location_messages_are_accepted(core: RouterCore) -> Non
     voice = pb.ChatVoice(voice=_IMAGE_OK.image, duration_ms=1500)
     place = pb.ChatLocation(lat=-33.9, lng=151.2, accuracy_m=5, label="harbour")
     for func, body in ((ChatFunc.IMAGE, _IMAGE_OK), (ChatFunc.VOICE, voice), (ChatFunc.LOCATION, place)):
-        (query,) = core.frame_received(*chat(func, body.SerializeToString(), msg_id=func), T0)
+        query = single(
+            core.frame_received(*chat(func, body.SerializeToString(), msg_id=func), T0), QueryPresence
+        )
         assert isinstance(query, QueryPresence)
 
 
@@ -268,8 +300,8 @@ def test_frame_without_access_id_is_dropped_silently(core: RouterCore) -> None:
 
 
 def test_unknown_receiver(core: RouterCore) -> None:
-    (query,) = core.frame_received(*chat(receiver="nobody"), T0)
-    (frame,) = core.presence_answered(query.token, False, [], T0)
+    query = single(core.frame_received(*chat(receiver="nobody"), T0), QueryPresence)
+    frame = single(core.presence_answered(query.token, False, [], T0), SendFrame)
     assert error_of(frame) == ErrorCode.UNKNOWN_RECEIVER
 
 
@@ -277,7 +309,7 @@ def test_too_many_in_flight(core: RouterCore) -> None:
     small = RouterCore(RouterConfig(server_id=ROUTER, max_inflight_per_sender=2))
     assert isinstance(small.frame_received(*chat(msg_id=1), T0)[0], QueryPresence)
     assert isinstance(small.frame_received(*chat(msg_id=2), T0)[0], QueryPresence)
-    (frame,) = small.frame_received(*chat(msg_id=3), T0)
+    frame = single(small.frame_received(*chat(msg_id=3), T0), SendFrame)
     assert error_of(frame) == ErrorCode.RATE_LIMITED
     # another session of the same user is not affected
     assert isinstance(small.frame_received(*chat(msg_id=4, session=56), T0)[0], QueryPresence)
@@ -287,16 +319,16 @@ def test_too_many_in_flight(core: RouterCore) -> None:
 
 
 def test_sender_order_survives_presence_answers_out_of_order(core: RouterCore) -> None:
-    tokens = [core.frame_received(*chat(seq=i, msg_id=100 + i), T0)[0].token for i in range(1, 4)]
+    tokens = [token_of(core.frame_received(*chat(seq=i, msg_id=100 + i), T0)) for i in range(1, 4)]
     assert core.presence_answered(tokens[2], True, [], T0) == []
     assert core.presence_answered(tokens[1], True, [], T0) == []
     out = core.presence_answered(tokens[0], True, [], T0)
-    assert [a.message.client_msg_id for a in out] == [101, 102, 103]  # type: ignore[union-attr]
+    assert [a.message.client_msg_id for a in every(out, AppendMessage)] == [101, 102, 103]
 
 
 def test_instant_after_stored_message_keeps_its_place(core: RouterCore) -> None:
-    t1 = core.frame_received(*chat(msg_id=1), T0)[0].token
-    t2 = core.frame_received(*chat(msg_id=2, flags=Flags.NO_STORE), T0)[0].token
+    t1 = token_of(core.frame_received(*chat(msg_id=1), T0))
+    t2 = token_of(core.frame_received(*chat(msg_id=2, flags=Flags.NO_STORE), T0))
     assert core.presence_answered(t2, True, [BOB_PHONE], T0) == []  # waits for message 1
     out = core.presence_answered(t1, True, [BOB_PHONE], T0)
     assert isinstance(out[0], AppendMessage)
@@ -304,14 +336,14 @@ def test_instant_after_stored_message_keeps_its_place(core: RouterCore) -> None:
 
 
 def test_presence_timeout(core: RouterCore) -> None:
-    t1 = core.frame_received(*chat(msg_id=1), T0)[0].token
-    t2 = core.frame_received(*chat(msg_id=2), T0 + 1)[0].token
+    t1 = token_of(core.frame_received(*chat(msg_id=1), T0))
+    t2 = token_of(core.frame_received(*chat(msg_id=2), T0 + 1))
     assert core.presence_answered(t2, True, [], T0 + 2) == []
     assert core.next_deadline() == T0 + 5.0
     assert core.handle_timer(T0 + 4.999) == []
     out = core.handle_timer(T0 + 5.0)
-    assert error_of(out[0]) == ErrorCode.BACKEND_TIMEOUT
-    assert out[0].header.msg_id == 1  # type: ignore[union-attr]
+    assert error_of(is_a(out[0], SendFrame)) == ErrorCode.BACKEND_TIMEOUT
+    assert is_a(out[0], SendFrame).header.msg_id == 1
     assert isinstance(out[1], AppendMessage)
     assert out[1].message.client_msg_id == 2
     assert core.next_deadline() is None
@@ -320,18 +352,18 @@ def test_presence_timeout(core: RouterCore) -> None:
 
 def test_deadlines_follow_the_monotonic_now_and_timestamps_the_wall_clock(core: RouterCore) -> None:
     mono = 12.5  # seconds since some boot: nothing like a date
-    (query,) = core.frame_received(*chat(msg_id=1), mono, wall=T0)
+    query = single(core.frame_received(*chat(msg_id=1), mono, wall=T0), QueryPresence)
     assert isinstance(query, QueryPresence)
     assert core.next_deadline() == mono + 5.0  # not T0 + 5: the wall clock plays no part in it
     assert core.handle_timer(mono + 4.999) == []
-    (append,) = core.presence_answered(query.token, True, [], mono + 1)
+    append = single(core.presence_answered(query.token, True, [], mono + 1), AppendMessage)
     assert isinstance(append, AppendMessage)
     assert append.message.created_ms == int(T0 * 1000)
     # the wall clock stepped back an hour: the next message is stamped so, its deadline is unmoved
-    (query,) = core.frame_received(*chat(msg_id=2), mono + 2, wall=T0 - 3600)
+    query = single(core.frame_received(*chat(msg_id=2), mono + 2, wall=T0 - 3600), QueryPresence)
     assert isinstance(query, QueryPresence)
     assert core.next_deadline() == mono + 7.0
-    (append,) = core.presence_answered(query.token, True, [], mono + 3)
+    append = single(core.presence_answered(query.token, True, [], mono + 3), AppendMessage)
     assert isinstance(append, AppendMessage)
     assert append.message.created_ms == int((T0 - 3600) * 1000)
 
@@ -342,9 +374,11 @@ def test_deadlines_follow_the_monotonic_now_and_timestamps_the_wall_clock(core: 
 def test_read_receipt_reaches_the_peers_online_devices(core: RouterCore) -> None:
     receipt = pb.ReadReceipt(peer_uid="alice", up_to_conv_seq=12, time_ms=5)
     header, body = chat(ChatFunc.READ, receipt.SerializeToString(), sender="bob", receiver="", msg_id=7)
-    (query,) = core.frame_received(header, body, T0)
+    query = single(core.frame_received(header, body, T0), QueryPresence)
     assert query.uid == "alice"
-    (frame,) = core.presence_answered(query.token, True, [DeviceLocation("alice", "laptop", 2)], T0)
+    frame = single(
+        core.presence_answered(query.token, True, [DeviceLocation("alice", "laptop", 2)], T0), SendFrame
+    )
     assert (frame.access_id, frame.header.receiver_uid, frame.header.receiver_device) == (
         2,
         "alice",
@@ -368,7 +402,7 @@ def frames(actions: Sequence[Action], func: int) -> list[SendFrame]:
 
 def test_login_pushes_pending_pages_in_order_then_done() -> None:
     core = RouterCore(RouterConfig(server_id=ROUTER, pending_page=4, batch_max_messages=3))
-    (load,) = core.device_online("bob", "phone", 9, T0)
+    load = single(core.device_online("bob", "phone", 9, T0), LoadPending)
     assert load == LoadPending(load.token, "bob", "phone", None, 4)
     conv_c = conversation_id("bob", "carol")
     page1 = [record(CONV_AB, 1), record(CONV_AB, 2), record(CONV_AB, 3), record(CONV_AB, 4)]
@@ -400,29 +434,32 @@ def test_login_pushes_pending_pages_in_order_then_done() -> None:
 
 def test_batches_respect_the_byte_limit() -> None:
     core = RouterCore(RouterConfig(server_id=ROUTER, batch_max_bytes=3000))
-    (load,) = core.device_online("bob", "phone", 9, T0)
+    load = single(core.device_online("bob", "phone", 9, T0), LoadPending)
     out = core.records_loaded(load.token, [record(CONV_AB, i, "y" * 1000) for i in range(1, 7)], T0)
     sizes = [len(pb.SyncBatch.FromString(f.body).messages) for f in frames(out, SyncFunc.BATCH)]
     assert sizes == [2, 2, 2]
 
 
 def test_offline_notice_cancels_catch_up(core: RouterCore) -> None:
-    (load,) = core.device_online("bob", "phone", 9, T0)
+    load = single(core.device_online("bob", "phone", 9, T0), LoadPending)
     core.device_offline("bob", "phone", T0)
     assert core.records_loaded(load.token, [record(CONV_AB, 1)], T0) == []
     assert core.online_devices("bob") == {}
     # a newer login supersedes an older catch-up
-    (first,) = core.device_online("bob", "phone", 9, T0)
-    (second,) = core.device_online("bob", "phone", 11, T0)
+    first = single(core.device_online("bob", "phone", 9, T0), LoadPending)
+    second = single(core.device_online("bob", "phone", 11, T0), LoadPending)
     assert core.records_loaded(first.token, [], T0) == []
-    (done,) = core.records_loaded(second.token, [], T0)
-    assert done.header.func == SyncFunc.DONE  # type: ignore[union-attr]
-    assert done.access_id == 11  # type: ignore[union-attr]
+    done = single(core.records_loaded(second.token, [], T0), SendFrame)
+    assert done.header.func == SyncFunc.DONE
+    assert done.access_id == 11
 
 
 def test_pull_of_a_range_answers_batch_and_done(core: RouterCore) -> None:
-    (load,) = core.frame_received(
-        *sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB, from_seq=3, to_seq=4)), T0
+    load = single(
+        core.frame_received(
+            *sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB, from_seq=3, to_seq=4)), T0
+        ),
+        LoadRange,
     )
     assert load == LoadRange(load.token, CONV_AB, 3, 4, 500)
     batch, done = core.records_loaded(load.token, [record(CONV_AB, 3), record(CONV_AB, 4)], T0)
@@ -437,26 +474,31 @@ def test_pull_of_a_range_answers_batch_and_done(core: RouterCore) -> None:
 
 
 def test_pull_limit_is_capped_and_more_is_set(core: RouterCore) -> None:
-    (load,) = core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB, limit=2)), T0)
+    load = single(
+        core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB, limit=2)), T0), LoadRange
+    )
     assert load.limit == 2
     batch, _ = core.records_loaded(load.token, [record(CONV_AB, 1), record(CONV_AB, 2)], T0)
     assert pb.SyncBatch.FromString(batch.body).more is True  # type: ignore[union-attr]
-    (big,) = core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB, limit=10_000)), T0)
+    big = single(
+        core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB, limit=10_000)), T0),
+        LoadRange,
+    )
     assert big.limit == 500
 
 
 def test_pull_everything_is_a_catch_up_answered_as_responses(core: RouterCore) -> None:
-    (load,) = core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull()), T0)
+    load = single(core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull()), T0), LoadPending)
     assert isinstance(load, LoadPending)
-    (done,) = core.records_loaded(load.token, [], T0)
-    assert done.header.flags == Flags.RESPONSE  # type: ignore[union-attr]
+    done = single(core.records_loaded(load.token, [], T0), SendFrame)
+    assert done.header.flags == Flags.RESPONSE
 
 
 def test_pull_failure_is_answered(core: RouterCore) -> None:
-    (load,) = core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB)), T0)
-    (frame,) = core.load_failed(load.token, ErrorCode.STORAGE_UNAVAILABLE, T0)
+    load = single(core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=CONV_AB)), T0), LoadRange)
+    frame = single(core.load_failed(load.token, ErrorCode.STORAGE_UNAVAILABLE, T0), SendFrame)
     assert error_of(frame) == ErrorCode.STORAGE_UNAVAILABLE
-    (login,) = core.device_online("bob", "phone", 9, T0)
+    login = single(core.device_online("bob", "phone", 9, T0), LoadPending)
     assert core.load_failed(login.token, ErrorCode.STORAGE_UNAVAILABLE, T0) == []
 
 
@@ -464,12 +506,17 @@ def test_pull_failure_is_answered(core: RouterCore) -> None:
     "conv", [conversation_id("alice", "carol"), "p2p:garbage", ""], ids=["others", "garbage", "empty"]
 )
 def test_acks_and_pulls_of_foreign_conversations_are_forbidden(core: RouterCore, conv: str) -> None:
-    (frame,) = core.frame_received(
-        *sync(SyncFunc.ACK, pb.SyncAck(cursors=[pb.ConversationCursor(conversation=conv, seq=3)])), T0
+    frame = single(
+        core.frame_received(
+            *sync(SyncFunc.ACK, pb.SyncAck(cursors=[pb.ConversationCursor(conversation=conv, seq=3)])), T0
+        ),
+        SendFrame,
     )
     assert error_of(frame) == ErrorCode.FORBIDDEN
     if conv:
-        (frame,) = core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=conv)), T0)
+        frame = single(
+            core.frame_received(*sync(SyncFunc.PULL, pb.SyncPull(conversation=conv)), T0), SendFrame
+        )
         assert error_of(frame) == ErrorCode.FORBIDDEN
 
 
