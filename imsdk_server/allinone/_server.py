@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from imsdk_server.backends.registry import Registry, ServerInfo
     from imsdk_server.links import LinkConfig, LinkHub
     from imsdk_server.location import LocationService
+    from imsdk_server.media import MediaCatalog
     from imsdk_server.notify import NotifyService
     from imsdk_server.profiles import ProfilePush
 
@@ -159,6 +160,8 @@ class AllInOne:
         self._token_verifier: TokenVerifier | None = None
         self._users: UserStore | None = None
         self._media_app: ASGIApp | None = None
+        self.media_catalog: MediaCatalog | None = None
+        """What the router checks image and voice references against (with the media role)."""
         self._router_id = 0
         self._notify_id = 0
 
@@ -352,7 +355,13 @@ class AllInOne:
     # -- media -----------------------------------------------------------------------------------------------
 
     def _start_media(self, stack: AsyncExitStack) -> None:
-        from imsdk_server.media import LocalMediaStore, MediaConfig, TokenAuth, create_media_app
+        from imsdk_server.media import (
+            LocalMediaCatalog,
+            LocalMediaStore,
+            MediaConfig,
+            TokenAuth,
+            create_media_app,
+        )
 
         cfg = self.config
         root: Path | None = None
@@ -365,8 +374,12 @@ class AllInOne:
             stack.callback(tmp.cleanup)
             root = Path(tmp.name)
         media_cfg = component_config(cfg, MediaConfig, "media", root=root)
+        media_store = LocalMediaStore(media_cfg.root)
         self._media_app = create_media_app(
-            LocalMediaStore(media_cfg.root), TokenAuth(self._verifier()), media_cfg, metrics=self.metrics
+            media_store, TokenAuth(self._verifier()), media_cfg, metrics=self.metrics
+        )
+        self.media_catalog = LocalMediaCatalog(
+            media_store, sniff_bytes=media_cfg.sniff_bytes, metrics=self.metrics
         )
 
     # -- location and router ---------------------------------------------------------------------------------
@@ -496,6 +509,7 @@ class AllInOne:
             link_config=self._link_config(),
             metrics=self.metrics,
             drain_timeout=cfg.drain_timeout,
+            media=self.media_catalog,  # image and voice references checked against the store (media role)
         )
         self.router = router
         await self._spawn("router", router.serve, stop=router.stop)

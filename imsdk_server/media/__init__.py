@@ -7,6 +7,12 @@ from imsdk_server.media._app import MediaAuth as MediaAuth
 from imsdk_server.media._app import TokenAuth as TokenAuth
 from imsdk_server.media._app import create_media_app as create_media_app
 
+# Catalog: does a blob exist, and what is it
+from imsdk_server.media._catalog import HttpMediaCatalog as HttpMediaCatalog
+from imsdk_server.media._catalog import LocalMediaCatalog as LocalMediaCatalog
+from imsdk_server.media._catalog import MediaCatalog as MediaCatalog
+from imsdk_server.media._catalog import describe as describe
+
 # Configuration
 from imsdk_server.media._config import MediaConfig as MediaConfig
 
@@ -18,12 +24,18 @@ from imsdk_server.media._errors import InvalidMediaId as InvalidMediaId
 from imsdk_server.media._errors import InvalidMediaRef as InvalidMediaRef
 from imsdk_server.media._errors import InvalidVoice as InvalidVoice
 from imsdk_server.media._errors import MediaError as MediaError
+from imsdk_server.media._errors import MediaMismatch as MediaMismatch
 from imsdk_server.media._errors import MediaNotFound as MediaNotFound
 from imsdk_server.media._errors import MediaStorageUnavailable as MediaStorageUnavailable
 from imsdk_server.media._errors import MediaTooLarge as MediaTooLarge
 from imsdk_server.media._errors import MediaValidationError as MediaValidationError
 from imsdk_server.media._errors import Unauthorized as Unauthorized
 from imsdk_server.media._errors import UnsupportedMedia as UnsupportedMedia
+
+# Metadata of a stored blob
+from imsdk_server.media._info import MediaInfo as MediaInfo
+from imsdk_server.media._info import check_media_ref as check_media_ref
+from imsdk_server.media._info import media_id_of as media_id_of
 
 # Sniffing
 from imsdk_server.media._sniff import IMAGE_MIMES as IMAGE_MIMES
@@ -55,17 +67,22 @@ __all__ = [
     "VOICE_MIMES",
     "BadRequest",
     "Committed",
+    "HttpMediaCatalog",
     "InvalidImage",
     "InvalidLocation",
     "InvalidMediaId",
     "InvalidMediaRef",
     "InvalidVoice",
     "Kind",
+    "LocalMediaCatalog",
     "LocalMediaStore",
     "MediaAuth",
+    "MediaCatalog",
     "MediaConfig",
     "MediaError",
+    "MediaInfo",
     "MediaLimits",
+    "MediaMismatch",
     "MediaNotFound",
     "MediaStorageUnavailable",
     "MediaStore",
@@ -77,9 +94,12 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMedia",
     "check_media_id",
+    "check_media_ref",
     "create_media_app",
+    "describe",
     "image_dimensions",
     "is_media_id",
+    "media_id_of",
     "sniff",
     "validate_image_meta",
     "validate_location",

@@ -1,7 +1,8 @@
 """The media service's HTTP API (Starlette): authenticated, size- and type-limited upload and download.
 
 ``POST /v1/media[?kind=image|voice]`` streams the body into the store while sniffing its type and counting
-its size; ``GET /v1/media/{id}`` streams a blob back. Every error is one JSON body with the wire code. See
+its size; ``GET /v1/media/{id}`` streams a blob back; ``GET /v1/media/{id}/meta`` answers its metadata (what
+:class:`~imsdk_server.media.HttpMediaCatalog` asks). Every error is one JSON body with the wire code. See
 ``docs/media.md``.
 """
 
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from imsdk_proto.codes import ErrorCode
+from imsdk_server.media._catalog import describe
 from imsdk_server.media._config import MediaConfig
 from imsdk_server.media._errors import (
     BadRequest,
@@ -222,6 +224,35 @@ class _Api:
             headers=headers,
         )
 
+    # -- metadata --------------------------------------------------------------------------------------------
+
+    async def meta(self, request: Request) -> Response:
+        """The blob's metadata as the upload answered it: ``id``, ``kind``, ``mime``, ``size`` and, for
+        images, ``width`` and ``height``; read from the blob, so it never changes under an id."""
+        try:
+            await self.uid(request)
+            media_id = check_media_id(request.path_params["media_id"])
+            info = await describe(self.store, media_id, self.config.sniff_bytes)
+            if info is None:
+                raise MediaNotFound("no such media")
+        except MediaError as exc:
+            self.m.counter("meta_total", status=exc.status).inc()
+            return self.error(exc)
+        except Exception:
+            log.exception("media metadata failed unexpectedly")
+            self.m.counter("meta_total", status=500).inc()
+            return self.error_response(ErrorCode.INTERNAL, "internal error", 500)
+        self.m.counter("meta_total", status=200).inc()
+        body: dict[str, object] = {
+            "id": info.id,
+            "kind": info.kind.value if info.kind is not None else "",
+            "mime": info.mime,
+            "size": info.size,
+        }
+        if info.kind is Kind.IMAGE:
+            body["width"], body["height"] = info.width, info.height
+        return JSONResponse(body, headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     if first:
@@ -241,6 +272,7 @@ def create_media_app(
     api = _Api(store, auth, config or MediaConfig(), metrics or Metrics())
     routes = [
         Route("/v1/media", api.upload, methods=["POST"]),
+        Route("/v1/media/{media_id}/meta", api.meta, methods=["GET"]),
         Route("/v1/media/{media_id:path}", api.download, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: api.http_error})

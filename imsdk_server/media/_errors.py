@@ -14,7 +14,8 @@
         ├── InvalidLocation       (PAYLOAD_TOO_LARGE for an overlong label)
         ├── InvalidVoice
         ├── InvalidImage
-        └── InvalidMediaRef
+        ├── InvalidMediaRef
+        └── MediaMismatch         a reference whose metadata differs from the stored blob's
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidMediaRef",
     "InvalidVoice",
     "MediaError",
+    "MediaMismatch",
     "MediaNotFound",
     "MediaStorageUnavailable",
     "MediaTooLarge",
@@ -101,3 +103,8 @@ class InvalidImage(MediaValidationError):
 
 class InvalidMediaRef(MediaValidationError):
     pass
+
+
+class MediaMismatch(MediaValidationError):
+    """A chat message's media reference names a stored blob, but its type, size or dimensions are not the
+    blob's (a client that edited the reference, or a reference to the wrong blob)."""

@@ -7,6 +7,7 @@ from imsdk_server.routing._cache import CachedMessageStore as CachedMessageStore
 from imsdk_server.routing._config import RouterConfig as RouterConfig
 from imsdk_server.routing._core import Action as Action
 from imsdk_server.routing._core import AppendMessage as AppendMessage
+from imsdk_server.routing._core import CheckMedia as CheckMedia
 from imsdk_server.routing._core import DeviceLocation as DeviceLocation
 from imsdk_server.routing._core import LoadPending as LoadPending
 from imsdk_server.routing._core import LoadRange as LoadRange
@@ -51,6 +52,7 @@ __all__ = [
     "AppendMessage",
     "AppendResult",
     "CachedMessageStore",
+    "CheckMedia",
     "DeviceLocation",
     "Downstream",
     "DownstreamUnavailable",

@@ -7,6 +7,8 @@ neither stalls nor fires a deadline. Its driver feeds it:
 
 * :meth:`RouterCore.frame_received` — an upstream ``CHAT``/``SYNC`` frame as the access server stamped it;
 * :meth:`RouterCore.presence_answered` — the answer to a :class:`QueryPresence`;
+* :meth:`RouterCore.media_checked` / :meth:`RouterCore.media_check_failed` — the answer to a
+  :class:`CheckMedia` (a core built with ``verify_media=True`` asks before an image or voice message);
 * :meth:`RouterCore.append_committed` / :meth:`RouterCore.append_failed` — the outcome of an
   :class:`AppendMessage` (through the group-commit writer);
 * :meth:`RouterCore.records_loaded` / :meth:`RouterCore.load_failed` — the outcome of a :class:`LoadPending`
@@ -15,8 +17,9 @@ neither stalls nor fires a deadline. Its driver feeds it:
 * :meth:`RouterCore.handle_timer` — when :meth:`RouterCore.next_deadline` has passed.
 
 and carries out the actions each call returns, in order: :class:`SendFrame`, :class:`QueryPresence`,
-:class:`AppendMessage`, :class:`LoadPending`, :class:`LoadRange`, :class:`StoreAck`. Answers to actions carry
-the action's ``token``; an answer for a token the core no longer knows (a cancelled catch-up) is ignored.
+:class:`CheckMedia`, :class:`AppendMessage`, :class:`LoadPending`, :class:`LoadRange`, :class:`StoreAck`.
+Answers to actions carry the action's ``token``; an answer for a token the core no longer knows (a cancelled
+catch-up) is ignored.
 The protocol is in ``docs/delivery.md``.
 """
 
@@ -34,6 +37,9 @@ from imsdk_proto._header import Header
 from imsdk_proto.codes import Biz, ChatFunc, ErrorCode, Flags, SyncFunc
 from imsdk_proto.errors import CodedError
 from imsdk_proto.messages import SendStatus
+from imsdk_server.media._errors import MediaValidationError
+from imsdk_server.media._info import MediaInfo, check_media_ref, media_id_of
+from imsdk_server.media._sniff import Kind
 from imsdk_server.metrics import Counter, Metrics
 from imsdk_server.routing._config import RouterConfig
 from imsdk_server.routing._store import (
@@ -48,6 +54,7 @@ from imsdk_server.routing._store import (
 __all__ = [
     "Action",
     "AppendMessage",
+    "CheckMedia",
     "DeviceLocation",
     "LoadPending",
     "LoadRange",
@@ -87,6 +94,15 @@ class QueryPresence:
 
     token: int
     uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckMedia:
+    """Ask the media catalog whether blob ``media_id`` exists and what it is; answer with
+    :meth:`RouterCore.media_checked` or :meth:`RouterCore.media_check_failed`."""
+
+    token: int
+    media_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +148,7 @@ class StoreAck:
     up_to_seq: int
 
 
-Action = SendFrame | QueryPresence | AppendMessage | LoadPending | LoadRange | StoreAck
+Action = SendFrame | QueryPresence | CheckMedia | AppendMessage | LoadPending | LoadRange | StoreAck
 
 # -- body helpers --------------------------------------------------------------------------------------------
 
@@ -200,6 +216,7 @@ class _Step(enum.Enum):
     """Where an upstream message is in its sender session's pipeline."""
 
     AWAIT_PRESENCE = "await-presence"
+    """Waiting for the presence answer, and for the media checks of an image or voice message."""
     READY = "ready"
     STORING = "storing"
     DONE = "done"
@@ -218,6 +235,12 @@ class _Entry:
     step: _Step = _Step.AWAIT_PRESENCE
     known: bool = True
     devices: tuple[DeviceLocation, ...] = ()
+    answered: bool = False
+    """The presence answer is in."""
+    media: dict[str, list[tuple[pb.MediaRef, Kind]]] | None = None
+    """Media checks not answered yet: blob id → the references to it (and the kind each must be)."""
+    refusal: tuple[ErrorCode, str] | None = None
+    """Why a media check refused the message (answered when the message reaches the head of its queue)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -252,8 +275,13 @@ class _Load:
 class RouterCore:
     """The router's state as data: sender pipelines, catch-ups in flight, online devices it heard of."""
 
-    def __init__(self, config: RouterConfig, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, config: RouterConfig, *, metrics: Metrics | None = None, verify_media: bool = False
+    ) -> None:
         self.config = config
+        self.verify_media = verify_media
+        """Whether image and voice messages wait for a :class:`CheckMedia` per referenced blob (set when the
+        driver has a media catalog to answer them)."""
         self._m = (metrics or Metrics()).child("routing")
         self._next_token = 1
         self._sessions: dict[tuple[str, str, int], _Session] = {}
@@ -406,7 +434,14 @@ class RouterCore:
                 raise _Reject(f"label over {limit} characters", ErrorCode.PAYLOAD_TOO_LARGE)
 
     def _admit(
-        self, header: Header, body: bytes, kind: str, target: str, now: float, wall: float
+        self,
+        header: Header,
+        body: bytes,
+        kind: str,
+        target: str,
+        now: float,
+        wall: float,
+        media: dict[str, list[tuple[pb.MediaRef, Kind]]] | None = None,
     ) -> list[Action]:
         key = (header.sender_uid, header.sender_device, header.session)
         session = self._sessions.get(key)
@@ -421,6 +456,7 @@ class RouterCore:
             target_uid=target,
             created_ms=int(wall * 1000),
             deadline=now + self.config.presence_timeout,
+            media=media,
         )
         if session is None:
             session = self._sessions[key] = _Session()
@@ -428,7 +464,30 @@ class RouterCore:
         session.queue.append(entry)
         self._entries[entry.token] = entry
         self._waiting[entry.token] = entry
-        return [QueryPresence(entry.token, target)]
+        if not media:
+            return [QueryPresence(entry.token, target)]
+        return [QueryPresence(entry.token, target), *(CheckMedia(entry.token, m) for m in media)]
+
+    def _media_refs(self, message: Message) -> dict[str, list[tuple[pb.MediaRef, Kind]]] | None:
+        """The blobs an image or voice message references, each with the references to check against it:
+        the image (and its thumbnail, when it names one) or the voice clip."""
+        refs: list[tuple[pb.MediaRef, Kind]]
+        if isinstance(message, pb.ChatImage):
+            refs = [(message.image, Kind.IMAGE)]
+            if message.HasField("thumbnail") and message.thumbnail.sha256:
+                refs.append((message.thumbnail, Kind.IMAGE))
+        elif isinstance(message, pb.ChatVoice):
+            refs = [(message.voice, Kind.VOICE)]
+        else:
+            return None
+        out: dict[str, list[tuple[pb.MediaRef, Kind]]] = {}
+        for ref, kind in refs:
+            try:
+                media_id = media_id_of(ref)
+            except MediaValidationError as exc:
+                raise _Reject(exc.message, exc.code) from None
+            out.setdefault(media_id, []).append((ref, kind))
+        return out
 
     def _chat_message(self, header: Header, body: bytes, now: float, wall: float) -> list[Action]:
         if header.msg_server_id != self.config.server_id:
@@ -437,7 +496,9 @@ class RouterCore:
         if not header.receiver_uid:
             raise _Reject("no receiver", ErrorCode.UNKNOWN_RECEIVER)
         cls, _ = _CONTENT[header.func]
-        self._check_content(header.func, self._decode(cls, body))
+        content = self._decode(cls, body)
+        self._check_content(header.func, content)
+        media = self._media_refs(content) if self.verify_media else None
         if len(header.receiver_uid) > 128 or len(header.sender_uid) > 128 or len(header.sender_device) > 128:
             raise _Reject("uid or device id over 128 characters", ErrorCode.MALFORMED_HEADER)
         instant = bool(_int_and(header.flags, _NO_STORE))
@@ -447,7 +508,8 @@ class RouterCore:
                 self._m_dups.inc()
                 ack = pb.SendAck(msg_id=header.msg_id, status=_DUPLICATE)
                 return [self._response(header, _SEND_ACK, ack.SerializeToString())]
-        return self._admit(header, body, "instant" if instant else "offline", header.receiver_uid, now, wall)
+        kind = "instant" if instant else "offline"
+        return self._admit(header, body, kind, header.receiver_uid, now, wall, media)
 
     def _receipt(self, header: Header, body: bytes, now: float, wall: float) -> list[Action]:
         receipt = self._decode(_RECEIPTS[header.func], body)
@@ -462,13 +524,52 @@ class RouterCore:
         self, token: int, known: bool, devices: Iterable[DeviceLocation], now: float
     ) -> list[Action]:
         """The location service's answer to :class:`QueryPresence` ``token``."""
-        entry = self._waiting.pop(token, None)
-        if entry is None:
+        entry = self._waiting.get(token)
+        if entry is None or entry.answered:
             return []
-        entry.step = _Step.READY
+        entry.answered = True
         entry.known = known
         entry.devices = tuple(d for d in devices if d.uid == entry.target_uid)
+        return self._looked_up(entry, now)
+
+    def _looked_up(self, entry: _Entry, now: float) -> list[Action]:
+        """An answer came in: once presence and every media check have answered, the message is ready."""
+        if not entry.answered or entry.media:
+            return []
+        del self._waiting[entry.token]
+        entry.step = _Step.READY
         return self._advance(entry.session, now)
+
+    def media_checked(self, token: int, media_id: str, info: MediaInfo | None, now: float) -> list[Action]:
+        """The media catalog's answer to :class:`CheckMedia` ``token`` for blob ``media_id``: its metadata,
+        or ``None`` when there is no such blob (the sender gets ``NOT_FOUND``). A reference whose type, size
+        or dimensions are not the blob's is refused with ``MALFORMED_BODY``."""
+        entry = self._waiting.get(token)
+        refs = entry.media.pop(media_id, None) if entry is not None and entry.media else None
+        if entry is None or refs is None:
+            return []
+        if entry.refusal is None:
+            if info is None:
+                entry.refusal = (ErrorCode.NOT_FOUND, f"no media {media_id}: upload it first")
+            else:
+                for ref, kind in refs:
+                    try:
+                        check_media_ref(ref, info, kind)
+                    except MediaValidationError as exc:
+                        entry.refusal = (exc.code, exc.message)
+                        break
+        return self._looked_up(entry, now)
+
+    def media_check_failed(self, token: int, media_id: str, code: ErrorCode, now: float) -> list[Action]:
+        """The media catalog could not answer :class:`CheckMedia` ``token`` (the media service or its disk is
+        unavailable): the message is refused with ``code`` (a retryable one), never stored unverified."""
+        entry = self._waiting.get(token)
+        refs = entry.media.pop(media_id, None) if entry is not None and entry.media else None
+        if entry is None or refs is None:
+            return []
+        if entry.refusal is None:
+            entry.refusal = (code, "the media could not be checked; resend the message")
+        return self._looked_up(entry, now)
 
     def _targets(self, entry: _Entry) -> dict[str, int]:
         """Devices to push to: the presence answer plus devices whose online notice reached us since."""
@@ -509,6 +610,9 @@ class RouterCore:
         if not entry.known:
             self._finish(entry)
             return self._error(h, ErrorCode.UNKNOWN_RECEIVER, f"no user {entry.target_uid!r}")
+        if entry.refusal is not None:
+            self._finish(entry)
+            return self._error(h, *entry.refusal)
         if entry.kind == "offline":
             entry.step = _Step.STORING
             message = NewMessage(
@@ -606,9 +710,8 @@ class RouterCore:
         sessions: list[tuple[str, str, int]] = []
         for entry in expired:
             self._finish(entry)
-            actions += self._error(
-                entry.header, ErrorCode.BACKEND_TIMEOUT, "the location service did not answer"
-            )
+            who = "media catalog" if entry.answered else "location service"
+            actions += self._error(entry.header, ErrorCode.BACKEND_TIMEOUT, f"the {who} did not answer")
             sessions.append(entry.session)
         for session in dict.fromkeys(sessions):
             actions += self._advance(session, now)

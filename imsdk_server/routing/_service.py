@@ -9,6 +9,8 @@ the wall clock only stamps new messages:
   server hands the frames, in order, to the :class:`Downstream` (a slow access server delays only its own);
 * :class:`~imsdk_server.routing.QueryPresence` is answered at once when the :class:`PresenceSource` can
   (the in-process location service), else batched for the presence task;
+* :class:`~imsdk_server.routing.CheckMedia` runs as a task asking the
+  :class:`~imsdk_server.media.MediaCatalog` (only image and voice messages, only when one is given);
 * :class:`~imsdk_server.routing.AppendMessage` is submitted to the
   :class:`~imsdk_server.routing.GroupCommitWriter`, whose callback feeds the commit back in;
 * :class:`~imsdk_server.routing.LoadPending` / :class:`~imsdk_server.routing.LoadRange` run as a task each;
@@ -52,11 +54,13 @@ from imsdk_server.location import (
     ServerDownNotice,
     SubscriberOverflow,
 )
+from imsdk_server.media import MediaCatalog, MediaError
 from imsdk_server.metrics import Metrics
 from imsdk_server.routing._config import RouterConfig
 from imsdk_server.routing._core import (
     Action,
     AppendMessage,
+    CheckMedia,
     DeviceLocation,
     LoadPending,
     LoadRange,
@@ -283,6 +287,12 @@ class RouterService:
     or forwards must not stall or fire a presence timeout). ``max_batch`` and ``max_delay`` configure the
     group-commit writer; ``outbox_limit`` bounds the frames queued for one access server (beyond it frames
     are dropped and counted: pushes stay pending, senders resend).
+
+    ``media`` is the :class:`~imsdk_server.media.MediaCatalog` image and voice messages are checked against
+    before they are stored or forwarded: a reference to a blob that does not exist is refused
+    (``NOT_FOUND``), one whose type, size or dimensions are not the blob's too (``MALFORMED_BODY``), and a
+    catalog that cannot answer makes the message ``STORAGE_UNAVAILABLE`` (the client resends). Without one
+    the references are not checked.
     """
 
     def __init__(
@@ -299,13 +309,15 @@ class RouterService:
         max_delay: float = 0.002,
         outbox_limit: int = 100_000,
         retry_interval: float = 1.0,
+        media: MediaCatalog | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.presence = presence
         self.downstream = downstream
-        self.core = RouterCore(config, metrics=self.metrics)
+        self.media = media
+        self.core = RouterCore(config, metrics=self.metrics, verify_media=media is not None)
         self.writer = GroupCommitWriter(store, max_batch=max_batch, max_delay=max_delay, metrics=self.metrics)
         self._clock = clock
         self._now = monotonic
@@ -320,6 +332,7 @@ class RouterService:
         self._ack_wake = anyio.Event()
         self._acks_writing = False
         self._loads = 0
+        self._media_checks = 0
         self._timer_wake = anyio.Event()
         self._armed = math.inf
         m = self.metrics.child("routing")
@@ -332,6 +345,7 @@ class RouterService:
         self._m_notices = m.counter("online_notices_total")
         self._m_overflows = m.counter("notice_overflows_total")
         self._m_internal = m.counter("internal_errors_total")
+        self._m_media_errors = m.counter("media_check_errors_total")
         m.gauge("outbox_frames", lambda: float(sum(len(b.frames) for b in self._outboxes.values())))
         m.gauge("writer_queue", lambda: float(self.writer.queued))
 
@@ -365,6 +379,7 @@ class RouterService:
         return (
             self.core.inflight == 0
             and self._loads == 0
+            and self._media_checks == 0
             and self.writer.queued == 0
             and not self._acks
             and not self._acks_writing
@@ -427,6 +442,10 @@ class RouterService:
                 queries.append(action)  # type: ignore[arg-type]
             elif isinstance(action, AppendMessage):
                 self._append(action)
+            elif isinstance(action, CheckMedia):
+                assert self._tg is not None
+                self._media_checks += 1
+                self._tg.start_soon(self._check_media, action)
             elif isinstance(action, LoadPending | LoadRange):
                 assert self._tg is not None
                 self._loads += 1
@@ -562,6 +581,24 @@ class RouterService:
                 self._execute(self.core.records_loaded(action.token, records, self._now()))
         finally:
             self._loads -= 1
+
+    async def _check_media(self, action: CheckMedia) -> None:
+        catalog = self.media
+        assert catalog is not None  # the core asks only when it was given one
+        try:
+            try:
+                info = await catalog.lookup(action.media_id)
+            except Exception as exc:  # the catalog cannot tell: refuse, retryable; never store unverified
+                self._m_media_errors.inc()
+                code = exc.code if isinstance(exc, MediaError) else ErrorCode.STORAGE_UNAVAILABLE
+                if not isinstance(exc, MediaError):
+                    log.warning("router: media look-up failed: %r", exc)
+                outcome = self.core.media_check_failed(action.token, action.media_id, code, self._now())
+            else:
+                outcome = self.core.media_checked(action.token, action.media_id, info, self._now())
+            self._execute(outcome)
+        finally:
+            self._media_checks -= 1
 
     async def _ack_loop(self) -> None:
         while True:
