@@ -199,9 +199,11 @@ def notifications_app(service: NotifyService, admin_key: str) -> Any:
 
     The request names ``uid`` (one receiver) or ``uids``, the ``type``, and optionally ``payload`` (text) or
     ``payload_b64``, ``merge_key``, ``policy`` (``drop`` / ``keep_latest``) and ``notify_id``. The answer
-    is ``{"results": {uid: {"notify_id": …, "outcome": …}}}`` (``delivered``, ``stored``, ``dropped``,
-    ``duplicate``, ``superseded``), or per uid ``{"error": {code, name, message}}``. Without the right
-    ``Authorization: Bearer <admin key>`` the answer is 401; with no key configured the endpoint is off (403).
+    is ``{"results": {uid: {"notify_id": …, "outcome": …}}}`` (``delivered`` for a discardable type handed
+    to a live session, ``pushed`` for a stored type pushed and pending until a device acks it, ``stored``,
+    ``dropped``, ``duplicate``, ``superseded``), or per uid ``{"error": {code, name, message}}``. Without
+    the right ``Authorization: Bearer <admin key>`` the answer is 401; with no key configured the endpoint
+    is off (403).
     """
     expected = admin_key.encode()
 

@@ -62,6 +62,26 @@ class NotifyConfig:
     subscriber_id: str = "notify"
     """The name under which the service subscribes to the location service's online/offline notices."""
 
+    session_group: str = "notify-sessions"
+    """The queue consumer group in which the service reads the access servers' own online and offline
+    events (every new session gets its login delivery from them, also the quick reconnects the location
+    service stays silent about). Servers sharing a group split the events; give each server a group of its
+    own for each to know every session. Empty: do not read them (login delivery then follows the location
+    notices only)."""
+
+    online_topic: str = "presence.online"
+    """Queue topic the access servers publish online events on."""
+
+    offline_topic: str = "presence.offline"
+    """Queue topic the access servers publish offline events on."""
+
+    ended_session_ttl: float = 600.0
+    """Seconds a session that ended is remembered: a late online event or notice of it (the two topics are
+    not ordered) is then ignored, and it is never taken for a live session to push to."""
+
+    queue_retry_interval: float = 1.0
+    """Seconds between attempts to read a queue that failed."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.node_id <= 255:
             raise ValueError("node_id must be 0..255")
@@ -85,6 +105,10 @@ class NotifyConfig:
             raise ValueError("tombstone_ttl must be >= 0 and purge_interval > 0")
         if not self.subscriber_id:
             raise ValueError("subscriber_id must not be empty")
+        if not self.online_topic or not self.offline_topic:
+            raise ValueError("online_topic and offline_topic must not be empty")
+        if self.ended_session_ttl < 0 or self.queue_retry_interval <= 0:
+            raise ValueError("ended_session_ttl must be >= 0 and queue_retry_interval > 0")
 
     def policy_of(self, kind: str) -> Policy:
         """The configured policy of notification type ``kind``."""

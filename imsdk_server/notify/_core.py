@@ -8,7 +8,9 @@ The core never touches a socket, a database or a clock. Its driver feeds it:
   receiver's devices) or ``NOTIFY/ACK`` from a client through its access server;
 * :meth:`NotifyCore.stored` / :meth:`NotifyCore.store_failed` — the outcome of a :class:`StoreNotification`;
 * :meth:`NotifyCore.loaded` / :meth:`NotifyCore.load_failed` — the outcome of a :class:`LoadPending`;
-* :meth:`NotifyCore.device_online` / :meth:`NotifyCore.device_offline` — the location service's notices.
+* :meth:`NotifyCore.device_online` / :meth:`NotifyCore.device_offline` — a device's session started or ended:
+  the access servers' own online/offline events (at once, with the session id) and the location service's
+  notices (delayed by its grace window, and absent for a quick reconnect).
 
 and carries out the actions each call returns, in order: :class:`SendFrame`, :class:`StoreNotification`,
 :class:`LoadPending`, :class:`StoreAck`, and the two answers :class:`Report` (to a Python caller) and
@@ -18,6 +20,7 @@ it stamps ``created_at_ms`` and seeds the ids the core assigns. The protocol is 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -53,11 +56,15 @@ class Outcome(Enum):
     """What became of one submitted notification."""
 
     DELIVERED = "delivered"
-    """Pushed to at least one online device (and, for a stored type, stored until acknowledged)."""
+    """A discardable type, handed to the access servers of at least one live session of the receiver. It
+    has no acknowledgement: this is as far as the server can follow it."""
+    PUSHED = "pushed"
+    """A stored type, stored and pushed to the receiver's live sessions. It stays pending until a device
+    acknowledges it, and a device's next session gets it again if none does."""
     STORED = "stored"
-    """Nobody online; stored and delivered at the next login."""
+    """No live session; stored and delivered at the receiver's next session."""
     DROPPED = "dropped"
-    """Nobody online and the type is discardable."""
+    """No live session and the type is discardable."""
     DUPLICATE = "duplicate"
     """The store already held this very ``notify_id`` (a retry); nothing was pushed again."""
     SUPERSEDED = "superseded"
@@ -74,6 +81,8 @@ class DeviceLocation:
     uid: str
     device: str
     access_id: int
+    session: int = 0
+    """The access server's session id of the connection (0: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +153,11 @@ _TO_WIRE = {
 _FROM_WIRE = {v: k for k, v in _TO_WIRE.items()}
 #: The status a business server's ``NOTIFY/ACK`` carries. ``SendStatus`` has no "superseded": such a
 #: notification was neither kept nor pushed (a newer one of its key is), which is what ``DROPPED`` says.
+#: Nor has it "pushed": a pushed stored notification is delivered for sure only once a device acks it, and
+#: until then it is stored, which is what ``STORED`` says.
 _STATUS = {
     Outcome.DELIVERED: pb.SendStatus.SEND_STATUS_DELIVERED,
+    Outcome.PUSHED: pb.SendStatus.SEND_STATUS_STORED,
     Outcome.STORED: pb.SendStatus.SEND_STATUS_STORED,
     Outcome.DROPPED: pb.SendStatus.SEND_STATUS_DROPPED,
     Outcome.DUPLICATE: pb.SendStatus.SEND_STATUS_DUPLICATE,
@@ -162,13 +174,21 @@ def effective_policy(config: NotifyConfig, note: pb.Notification) -> Policy:
 # -- state ---------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Seat:
+    """Where a device's current session is, as far as the core heard (``session`` 0: not known)."""
+
+    access_id: int
+    session: int
+
+
 @dataclass(slots=True)
 class _Submission:
     token: int
     uid: str
     note: pb.Notification
     policy: Policy
-    targets: dict[str, int]
+    targets: dict[str, _Seat]
     request: Header | None
 
 
@@ -177,7 +197,11 @@ class _Load:
     uid: str
     device: str
     access_id: int
+    session: int
     generation: int
+
+
+_EndedKey = tuple[str, str, int, int]
 
 
 class NotifyCore:
@@ -189,7 +213,15 @@ class NotifyCore:
         self._m = (metrics or Metrics()).child("notify")
         self._next_token = 1
         self._last_id = 0
-        self._online: dict[str, dict[str, int]] = {}
+        # uid -> device -> the session the core last heard start there. A seat is created by the first
+        # word of a new session (an access server's event or a location notice) and that creation is what
+        # starts the session's login delivery, so the second word of the same session starts nothing.
+        self._online: dict[str, dict[str, _Seat]] = {}
+        # Sessions heard to end, (uid, device, access_id, session) -> until when they are remembered: their
+        # online event or notice arriving late (the two queue topics are not ordered) is ignored, and they
+        # are never a push target.
+        self._ended: dict[_EndedKey, float] = {}
+        self._ended_order: deque[tuple[float, _EndedKey]] = deque()
         self._submissions: dict[int, _Submission] = {}
         self._loads: dict[int, _Load] = {}
         self._logins: dict[tuple[str, str], int] = {}
@@ -203,10 +235,12 @@ class NotifyCore:
         self._m_pushed = self._m.counter("pushed_total")
         self._m_login = self._m.counter("login_delivered_total")
         self._m_acked = self._m.counter("acked_total")
+        self._m_stale = self._m.counter("stale_sessions_total")
         self._m.gauge("submissions_inflight", lambda: float(len(self._submissions)))
         self._m.gauge("loads_inflight", lambda: float(len(self._loads)))
         self._m.gauge("online_devices", lambda: float(sum(len(d) for d in self._online.values())))
         self._m.gauge("tracked_versions", lambda: float(sum(len(k) for k in self._pushed.values())))
+        self._m.gauge("ended_sessions", lambda: float(len(self._ended)))
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
 
@@ -224,8 +258,40 @@ class NotifyCore:
         return candidate
 
     def online_devices(self, uid: str) -> dict[str, int]:
-        """Devices of ``uid`` the core heard come online (device → access-server id)."""
-        return dict(self._online.get(uid, {}))
+        """Devices of ``uid`` whose current session the core heard start (device → access-server id)."""
+        return {device: seat.access_id for device, seat in self._online.get(uid, {}).items()}
+
+    def _is_ended(self, uid: str, device: str, access_id: int, session: int) -> bool:
+        return bool(session) and (uid, device, access_id, session) in self._ended
+
+    def _forget_ended(self, now: float) -> None:
+        order = self._ended_order
+        while order and order[0][0] <= now:
+            until, key = order.popleft()
+            if self._ended.get(key) == until:
+                del self._ended[key]
+
+    def _targets(self, uid: str, devices: Iterable[DeviceLocation]) -> dict[str, _Seat]:
+        """The live sessions of ``uid``: what the location service reports, then the sessions the core heard
+        start (fresher: the location service's view may lag behind the access servers' events), without
+        any session the core heard end."""
+        targets = {
+            d.device: _Seat(d.access_id, d.session)
+            for d in devices
+            if d.uid == uid and d.access_id and not self._is_ended(uid, d.device, d.access_id, d.session)
+        }
+        targets.update(self._online.get(uid, {}))
+        return targets
+
+    def _live(self, uid: str, targets: dict[str, _Seat]) -> dict[str, _Seat]:
+        """``targets`` without the sessions that ended meanwhile, plus the sessions that started meanwhile."""
+        live = {
+            device: seat
+            for device, seat in targets.items()
+            if not self._is_ended(uid, device, seat.access_id, seat.session)
+        }
+        live.update(self._online.get(uid, {}))
+        return live
 
     @property
     def inflight(self) -> int:
@@ -321,10 +387,10 @@ class NotifyCore:
             created_at_ms=note.created_at_ms or int(now * 1000),
         )
         note.store = _TO_WIRE[policy]
-        targets = {d.device: d.access_id for d in devices if d.uid == uid and d.access_id}
+        self._forget_ended(now)
+        targets = self._targets(uid, devices)
         sub = _Submission(token, uid, note, policy, targets, request)
         if policy is Policy.DROP:
-            targets.update(self._online.get(uid, {}))
             if not targets:
                 return token, self._answer(sub, Outcome.DROPPED)
             actions = self._push_all(sub, targets)
@@ -341,14 +407,18 @@ class NotifyCore:
         )
         return token, [StoreNotification(token, record)]
 
-    def _push_all(self, sub: _Submission, targets: dict[str, int]) -> list[Action]:
+    def _push_all(self, sub: _Submission, targets: dict[str, _Seat]) -> list[Action]:
+        # A live push names no session: it goes to whatever connection the device has now (a session the
+        # core has not heard of yet included); a stored one that finds none stays pending.
         body = sub.note.SerializeToString()
         return [
-            self._push(sub.uid, device, access, sub.note.notify_id, body)
-            for device, access in targets.items()
+            self._push(sub.uid, device, seat.access_id, sub.note.notify_id, body)
+            for device, seat in targets.items()
         ]
 
-    def _push(self, uid: str, device: str, access_id: int, notify_id: int, body: bytes) -> SendFrame:
+    def _push(
+        self, uid: str, device: str, access_id: int, notify_id: int, body: bytes, session: int = 0
+    ) -> SendFrame:
         self._m_pushed.inc()
         header = Header(
             biz=Biz.NOTIFY,
@@ -357,6 +427,7 @@ class NotifyCore:
             access_id=access_id,
             receiver_uid=uid,
             receiver_device=device,
+            session=session,
         )
         return self._out(access_id, header, body)
 
@@ -399,11 +470,11 @@ class NotifyCore:
         if sub is None:
             return []
         try:
-            return self._stored(sub, result)
+            return self._stored(sub, result, now)
         finally:
             self._release(sub.uid)
 
-    def _stored(self, sub: _Submission, result: UpsertResult) -> list[Action]:
+    def _stored(self, sub: _Submission, result: UpsertResult, now: float) -> list[Action]:
         if result is UpsertResult.DUPLICATE:
             return self._answer(sub, Outcome.DUPLICATE)
         note = sub.note
@@ -413,12 +484,12 @@ class NotifyCore:
             # Committed, but a newer version of the key was committed and pushed meanwhile: pushing this
             # one now would leave the devices showing the older notification.
             return self._answer(sub, Outcome.SUPERSEDED)
-        targets = dict(sub.targets)
-        targets.update(self._online.get(sub.uid, {}))
+        self._forget_ended(now)
+        targets = self._live(sub.uid, sub.targets)
         if not targets:
             return self._answer(sub, Outcome.STORED)
         self._note_pushed(sub.uid, note.type, note.merge_key, note.notify_id)
-        return self._push_all(sub, targets) + self._answer(sub, Outcome.DELIVERED)
+        return self._push_all(sub, targets) + self._answer(sub, Outcome.PUSHED)
 
     def store_failed(self, token: int, code: ErrorCode, now: float) -> list[Action]:
         """The store could not commit :class:`StoreNotification` ``token``: the sender gets ``code``."""
@@ -504,23 +575,57 @@ class NotifyCore:
 
     # -- presence and login delivery -------------------------------------------------------------------------
 
-    def device_online(self, uid: str, device: str, access_id: int, now: float) -> list[Action]:
-        """An online notice: remember the device and deliver ``uid``'s pending notifications to it."""
-        self._online.setdefault(uid, {})[device] = access_id
+    def device_online(
+        self, uid: str, device: str, access_id: int, now: float, *, session: int = 0
+    ) -> list[Action]:
+        """A session of ``device`` started on access server ``access_id``: remember it and deliver ``uid``'s
+        pending notifications to it.
+
+        Both an access server's online event and a location notice for one session may arrive (in either
+        order): with its ``session`` id known, only the first starts a login delivery. A session already
+        heard to end is ignored (its online word came late). With ``session`` 0 (not known) every call
+        starts a login delivery afresh.
+        """
+        self._forget_ended(now)
+        if self._is_ended(uid, device, access_id, session):
+            self._m_stale.inc()
+            return []
+        seat = _Seat(access_id, session)
+        devices = self._online.setdefault(uid, {})
+        if session and devices.get(device) == seat:
+            return []  # this session's login delivery has started already
+        devices[device] = seat
         self._generation += 1
         self._logins[(uid, device)] = self._generation
         token = self._token()
-        self._loads[token] = _Load(uid, device, access_id, self._generation)
+        self._loads[token] = _Load(uid, device, access_id, session, self._generation)
         self._hold(uid)  # until the last page of this login is answered
         return [LoadPending(token, uid, 0, self.config.login_page)]
 
-    def device_offline(self, uid: str, device: str, now: float) -> list[Action]:
-        """An offline notice: forget the device and cancel its login delivery."""
+    def device_offline(
+        self, uid: str, device: str, now: float, *, access_id: int = 0, session: int = 0
+    ) -> list[Action]:
+        """A session of ``device`` ended: forget it, cancel its login delivery, and remember the session as
+        ended for :attr:`NotifyConfig.ended_session_ttl` seconds.
+
+        ``access_id`` and ``session`` name the session (0: any); a device whose current session is another
+        one (it reconnected meanwhile) keeps it.
+        """
+        self._forget_ended(now)
+        if access_id and session:
+            key = (uid, device, access_id, session)
+            until = now + self.config.ended_session_ttl
+            self._ended[key] = until
+            self._ended_order.append((until, key))
         devices = self._online.get(uid)
-        if devices is not None:
-            devices.pop(device, None)
-            if not devices:
-                del self._online[uid]
+        seat = devices.get(device) if devices is not None else None
+        if devices is None or seat is None:
+            return []
+        if (access_id and seat.access_id != access_id) or (session and seat.session not in (0, session)):
+            return []  # a word about an older session: the device is connected again
+        del devices[device]
+        if not devices:
+            del self._online[uid]
         self._logins.pop((uid, device), None)
         return []
 
@@ -548,8 +653,17 @@ class NotifyCore:
                 created_at_ms=rec.created_ms,
             )
             self._m_login.inc()
+            # Named after the session it is for: the access server does not hand it to a newer session of
+            # the device, which has a login delivery of its own.
             actions.append(
-                self._push(load.uid, load.device, load.access_id, rec.notify_id, note.SerializeToString())
+                self._push(
+                    load.uid,
+                    load.device,
+                    load.access_id,
+                    rec.notify_id,
+                    note.SerializeToString(),
+                    load.session,
+                )
             )
         if records and len(records) >= self.config.login_page:
             next_token = self._token()

@@ -8,12 +8,16 @@ core is never awaited half-way, so no lock is needed.
 
 Presence comes from the location service: :class:`PresenceLookup` (``devices(uid)``, which
 :class:`~imsdk_server.location.LocationService` provides) answers "where is this user now", and
-:meth:`NotifyService.run` follows the location service's notices to deliver stored notifications at login.
+:meth:`NotifyService.run` follows the location service's notices and, in a consumer group of its own, the
+access servers' online and offline events, to deliver stored notifications to every new session. The
+events are needed because the notices leave out what a business server need not hear: a quick reconnect
+produces no notice at all, yet it is a new session whose connection got none of the pushes of the old one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -26,17 +30,21 @@ from anyio.abc import TaskGroup, TaskStatus
 from imsdk_proto import messages as pb
 from imsdk_proto._header import Header
 from imsdk_proto.codes import ErrorCode
+from imsdk_server.backends.queue import Queue, QueueError
 from imsdk_server.backends.sql import SQLError
 from imsdk_server.location import (
     CHAT,
     BatchNotice,
     DeviceNotice,
+    InvalidPresenceEvent,
     LocationService,
     Notice,
     NoticeKind,
     Presence,
     ServerDownNotice,
     SubscriberOverflow,
+    decode_offline,
+    decode_online,
 )
 from imsdk_server.metrics import Metrics
 from imsdk_server.notify._config import NotifyConfig, Policy
@@ -118,6 +126,10 @@ class NotifyService:
         self._m_frames_dropped = m.counter("frames_dropped_total")
         self._m_purged = m.counter("purged_total")
         self._m_overflows = m.counter("presence_overflows_total")
+        self._m_queue_errors = m.counter("queue_errors_total")
+        self._m_events = {
+            kind: m.counter("session_events_total", kind=kind) for kind in ("online", "offline", "invalid")
+        }
         self._ready = anyio.Event()
         self._login_limiter = anyio.CapacityLimiter(self.config.login_workers)
 
@@ -127,14 +139,24 @@ class NotifyService:
         self,
         *,
         location: LocationService | None = None,
+        queue: Queue | None = None,
+        consumer: str | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Purge tombstones periodically and, with a ``location`` service, follow its notices (login
-        delivery). ``task_status.started()`` once subscribed."""
+        """Purge tombstones periodically; with a ``location`` service, follow its notices; with a ``queue``
+        (by default the one the location service reads), read the access servers' online and offline events
+        in the consumer group :attr:`NotifyConfig.session_group` as ``consumer`` (by default named after the
+        process). Both start login deliveries. ``task_status.started()`` once subscribed and reading."""
+        if queue is None and location is not None:
+            queue = location.queue
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._purge_loop)
             if location is not None:
                 await tg.start(self._follow, location, tg)
+            if queue is not None and self.config.session_group:
+                name = consumer or f"{self.config.subscriber_id}-{self.config.node_id}-{os.getpid()}"
+                for topic in (self.config.online_topic, self.config.offline_topic):
+                    await tg.start(self._follow_sessions, queue, topic, name, tg)
             self._ready.set()
             task_status.started()
 
@@ -164,6 +186,61 @@ class NotifyService:
                 continue
             return  # the location service ended the subscription: it is closing
 
+    async def _follow_sessions(
+        self,
+        queue: Queue,
+        topic: str,
+        consumer: str,
+        tg: TaskGroup,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Read one topic of the access servers' presence events. A new group starts at the newest event:
+        sessions that started before are served by the location notices (or were served already)."""
+        started = False
+        while True:
+            try:
+                async with queue.consume(
+                    topic, self.config.session_group, consumer, start="latest"
+                ) as stream:
+                    if not started:
+                        started = True
+                        task_status.started()
+                    async for delivery in stream:
+                        actions = self.session_event(topic, delivery.payload)
+                        if actions:
+                            tg.start_soon(self._login_work, actions)
+                        await queue.ack(delivery.topic, delivery.group, delivery.id)
+            except QueueError:
+                self._m_queue_errors.inc()
+                if not started:
+                    started = True
+                    task_status.started()
+                await anyio.sleep(self.config.queue_retry_interval)
+
+    def session_event(self, topic: str, payload: bytes) -> list[Action]:
+        """Apply one access-server event (an ``OnlineEvent`` or ``OfflineEvent`` payload of ``topic``) to the
+        core; returns the login delivery to run. A payload that does not decode, or names no device, is
+        counted and ignored."""
+        now = self._clock()
+        try:
+            if topic == self.config.online_topic:
+                on = decode_online(payload)
+                if on.uid and on.device and on.server:
+                    self._m_events["online"].inc()
+                    return self.core.device_online(on.uid, on.device, on.server, now, session=on.session)
+            elif topic == self.config.offline_topic:
+                off = decode_offline(payload)
+                if off.uid and off.device and off.server:
+                    self._m_events["offline"].inc()
+                    return self.core.device_offline(
+                        off.uid, off.device, now, access_id=off.server, session=off.session
+                    )
+        except InvalidPresenceEvent:
+            pass
+        self._m_events["invalid"].inc()
+        return []
+
     async def _login_work(self, actions: Sequence[Action]) -> None:
         async with self._login_limiter:
             await self._execute(actions)
@@ -178,13 +255,19 @@ class NotifyService:
             return out
         if isinstance(notice, ServerDownNotice):
             for uid, device in notice.devices:
-                core.device_offline(uid, device, now)
+                core.device_offline(uid, device, now, access_id=notice.server)
             return []
         assert isinstance(notice, DeviceNotice)
         if notice.kind in (NoticeKind.ONLINE, NoticeKind.MOVED) and notice.presence is not None:
-            return core.device_online(notice.uid, notice.device, notice.presence.server, now)
+            p = notice.presence
+            return core.device_online(notice.uid, notice.device, p.server, now, session=p.session)
         if notice.kind is NoticeKind.OFFLINE:
-            return core.device_offline(notice.uid, notice.device, now)
+            prev = notice.previous
+            if prev is None:
+                return core.device_offline(notice.uid, notice.device, now)
+            return core.device_offline(
+                notice.uid, notice.device, now, access_id=prev.server, session=prev.session
+            )
         return []
 
     async def _purge_loop(self) -> None:
@@ -211,7 +294,7 @@ class NotifyService:
     def _devices(self, uid: str) -> list[DeviceLocation]:
         if self.presence is None or not uid:
             return []
-        return [DeviceLocation(p.uid, p.device, p.server) for p in self.presence.devices(uid)]
+        return [DeviceLocation(p.uid, p.device, p.server, p.session) for p in self.presence.devices(uid)]
 
     async def notify(
         self,
@@ -264,13 +347,16 @@ class NotifyService:
         )
         return [(a.header, a.body) for a in answers if isinstance(a, Reply)]
 
-    async def device_online(self, uid: str, device: str, access_id: int) -> None:
-        """An online notice given directly (instead of through :meth:`run`'s location subscription)."""
-        await self._execute(self.core.device_online(uid, device, access_id, self._clock()))
+    async def device_online(self, uid: str, device: str, access_id: int, *, session: int = 0) -> None:
+        """A session start given directly (instead of through :meth:`run`'s location subscription or
+        queue); returns once its login delivery has been handed on."""
+        await self._execute(self.core.device_online(uid, device, access_id, self._clock(), session=session))
 
-    async def device_offline(self, uid: str, device: str) -> None:
-        """An offline notice given directly."""
-        await self._execute(self.core.device_offline(uid, device, self._clock()))
+    async def device_offline(self, uid: str, device: str, *, access_id: int = 0, session: int = 0) -> None:
+        """A session end given directly."""
+        await self._execute(
+            self.core.device_offline(uid, device, self._clock(), access_id=access_id, session=session)
+        )
 
     # --------------------------------------------------------------------------------- actions
 

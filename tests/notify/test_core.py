@@ -69,7 +69,7 @@ CASES = [
     Case("online-drop", "typing", (PHONE, PAD), None, Outcome.DELIVERED, BOTH),
     Case("offline-drop", "typing", (), None, Outcome.DROPPED, frozenset()),
     Case("default-policy-drop", "unlisted", (), None, Outcome.DROPPED, frozenset()),
-    Case("online-store", "friend_request", (PHONE, PAD), UpsertResult.STORED, Outcome.DELIVERED, BOTH),
+    Case("online-store", "friend_request", (PHONE, PAD), UpsertResult.STORED, Outcome.PUSHED, BOTH),
     Case("offline-store", "friend_request", (), UpsertResult.STORED, Outcome.STORED, frozenset()),
     Case(
         "online-duplicate", "friend_request", (PHONE,), UpsertResult.DUPLICATE, Outcome.DUPLICATE, frozenset()
@@ -324,6 +324,7 @@ def test_client_ack_becomes_a_store_ack() -> None:
 
 STATUS = {
     Outcome.DELIVERED: pb.SendStatus.SEND_STATUS_DELIVERED,
+    Outcome.PUSHED: pb.SendStatus.SEND_STATUS_STORED,  # stored; delivered for sure once a device acks
     Outcome.STORED: pb.SendStatus.SEND_STATUS_STORED,
     Outcome.DROPPED: pb.SendStatus.SEND_STATUS_DROPPED,
     Outcome.DUPLICATE: pb.SendStatus.SEND_STATUS_DUPLICATE,
@@ -506,3 +507,123 @@ def test_a_version_pushed_before_a_device_came_online_still_reaches_it_at_login(
     assert isinstance(phone_load, LoadPending)
     assert _ids(core.loaded(phone_load.token, [_stored(5, "friend_request")], NOW)) == [5]
     assert _ids(core.loaded(pad_load.token, [_stored(5, "friend_request")], NOW)) == [5]
+
+
+# -- sessions: the access servers' events and the location notices ------------------------------------------
+
+# A word about a device's session: ("on" | "off", access server, session id), as an access server's event or
+# a location notice says it (the core takes both through the same two calls).
+Word = tuple[str, int, int]
+
+
+def _feed(core: NotifyCore, words: list[Word], now: float = NOW) -> list[LoadPending]:
+    loads: list[LoadPending] = []
+    for kind, access, session in words:
+        if kind == "on":
+            actions = core.device_online("alice", "phone", access, now, session=session)
+        else:
+            actions = core.device_offline("alice", "phone", now, access_id=access, session=session)
+        loads += [a for a in actions if isinstance(a, LoadPending)]
+    return loads
+
+
+SESSION_CASES: list[tuple[str, list[Word], int, dict[str, int]]] = [
+    # name, words in the order they reach the core, login deliveries started, the device's seat at the end
+    ("event then notice of one session", [("on", 11, 5), ("on", 11, 5)], 1, {"phone": 11}),
+    ("quick reconnect: events only", [("on", 11, 5), ("off", 11, 5), ("on", 11, 6)], 2, {"phone": 11}),
+    (
+        "moved: event and MOVED notice",
+        [("on", 11, 5), ("off", 11, 5), ("on", 12, 6), ("on", 12, 6)],
+        2,
+        {"phone": 12},
+    ),
+    ("online word after its offline word", [("off", 11, 5), ("on", 11, 5)], 0, {}),
+    ("late offline of the older session", [("on", 11, 5), ("on", 11, 6), ("off", 11, 5)], 2, {"phone": 11}),
+    ("offline of the current session", [("on", 11, 5), ("on", 11, 6), ("off", 11, 6)], 2, {}),
+    (
+        "replaced on another server, old server's offline",
+        [("on", 11, 5), ("on", 12, 6), ("off", 11, 0)],
+        2,
+        {"phone": 12},
+    ),
+    ("session unknown: every word starts afresh", [("on", 11, 0), ("on", 11, 0)], 2, {"phone": 11}),
+]
+
+
+@pytest.mark.parametrize(
+    ("words", "loads", "seat"), [c[1:] for c in SESSION_CASES], ids=[c[0] for c in SESSION_CASES]
+)
+def test_each_session_gets_one_login_delivery(words: list[Word], loads: int, seat: dict[str, int]) -> None:
+    core = NotifyCore(CONFIG)
+    assert len(_feed(core, words)) == loads
+    assert core.online_devices("alice") == seat
+
+
+def test_a_stale_online_word_is_counted() -> None:
+    metrics = Metrics()
+    core = NotifyCore(CONFIG, metrics=metrics)
+    _feed(core, [("off", 11, 5), ("on", 11, 5)])
+    assert metrics.value("notify_stale_sessions_total") == 1
+    assert metrics.value("notify_ended_sessions") == 1
+
+
+def test_a_session_heard_to_end_is_no_push_target() -> None:
+    """The location service may still report a device whose line dropped (its view lags behind the access
+    servers' events); once the core heard that session end, nothing is pushed to it and no outcome claims a
+    push: a stored type is STORED, a discardable one DROPPED."""
+    core = NotifyCore(CONFIG)
+    lagging = DeviceLocation("alice", "phone", 11, 5)
+    _feed(core, [("on", 11, 5), ("off", 11, 5)])
+    _, actions = core.submit("alice", pb.Notification(type="typing"), [lagging], NOW)
+    assert pushes(actions) == []
+    assert reports(actions)[0].outcome is Outcome.DROPPED
+    (store,) = core.submit("alice", pb.Notification(type="friend_request"), [lagging], NOW)[1]
+    assert isinstance(store, StoreNotification)
+    actions = core.stored(store.token, UpsertResult.STORED, NOW)
+    assert pushes(actions) == []
+    assert reports(actions)[0].outcome is Outcome.STORED
+
+
+def test_a_session_that_ends_while_the_store_commits_is_not_pushed_to() -> None:
+    core = NotifyCore(CONFIG)
+    _feed(core, [("on", 11, 5)])
+    token, _ = core.submit("alice", pb.Notification(type="friend_request"), [PHONE], NOW)
+    _feed(core, [("off", 11, 5)])
+    actions = core.stored(token, UpsertResult.STORED, NOW)
+    assert (pushes(actions), reports(actions)[0].outcome) == ([], Outcome.STORED)
+    # ... and one that starts meanwhile is pushed to (without naming a session: a live push goes to whatever
+    # connection the device has).
+    token, _ = core.submit("alice", pb.Notification(type="friend_request", notify_id=9), [], NOW)
+    _feed(core, [("on", 11, 6)])
+    actions = core.stored(token, UpsertResult.STORED, NOW)
+    assert [(f.header.receiver_device, f.header.session) for f in pushes(actions)] == [("phone", 0)]
+    assert reports(actions)[0].outcome is Outcome.PUSHED
+
+
+def test_login_pushes_name_their_session() -> None:
+    """So that the access server never hands a login page of an older session to a newer one, which gets a
+    login delivery of its own."""
+    core = NotifyCore(CONFIG)
+    (load,) = _feed(core, [("on", 11, 5)])
+    assert [f.header.session for f in pushes(core.loaded(load.token, [_stored(1)], NOW))] == [5]
+
+
+def test_an_older_sessions_load_is_cancelled_by_the_newer_session() -> None:
+    core = NotifyCore(CONFIG)
+    first, second = _feed(core, [("on", 11, 5), ("off", 11, 5), ("on", 11, 6)])
+    assert core.loaded(first.token, [_stored(1)], NOW) == []
+    assert [
+        (f.header.msg_id, f.header.session) for f in pushes(core.loaded(second.token, [_stored(1)], NOW))
+    ] == [(1, 6)]
+    assert core.loads_inflight == 0
+
+
+def test_ended_sessions_are_forgotten_after_their_ttl() -> None:
+    metrics = Metrics()
+    core = NotifyCore(NotifyConfig(ended_session_ttl=10.0), metrics=metrics)
+    _feed(core, [("on", 11, 5), ("off", 11, 5)])
+    assert metrics.value("notify_ended_sessions") == 1
+    assert _feed(core, [("on", 11, 5)], NOW + 9.9) == []
+    assert metrics.value("notify_ended_sessions") == 1
+    core.submit("bob", pb.Notification(type="t"), [], NOW + 10.0)
+    assert metrics.value("notify_ended_sessions") == 0

@@ -123,7 +123,7 @@ async def test_online_users_get_notifications_at_once(tmp_path: Path) -> None:
         assert all(h.msg_id == result.notify_id for _, h, _ in w.sink.frames)
         # A stored type is stored and pushed at once too.
         result = await w.service.notify("alice", "friend_request", b"carol")
-        assert result.outcome is Outcome.DELIVERED
+        assert result.outcome is Outcome.PUSHED  # pending until a device acks it
         stored = await w.store.get("alice", "friend_request")
         assert stored is not None
         assert stored.pending
@@ -232,7 +232,7 @@ async def test_unreachable_access_server_and_bad_input(tmp_path: Path) -> None:
         w.sink.down.add(11)
         w.sink.broken.add(13)
         result = await w.service.notify("alice", "friend_request", b"x")
-        assert result.outcome is Outcome.DELIVERED  # handed on; both pushes were lost
+        assert result.outcome is Outcome.PUSHED  # handed on; both pushes were lost
         assert w.metrics.value("notify_frames_dropped_total") == 2
         stored = await w.store.get("alice", "friend_request")
         assert stored is not None
