@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import anyio
 import anyio.abc
-import uvicorn
 
+from imsdk_server._asgi import bind_socket, serve_asgi
 from imsdk_server.access_manager._app import create_access_manager_app
 from imsdk_server.access_manager._config import AccessManagerConfig
 from imsdk_server.access_manager._ranking import RandomSource
@@ -23,20 +21,6 @@ __all__ = ["serve_access_manager"]
 _GRACE = 5.0
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def serve_access_manager(
     config: AccessManagerConfig,
     *,
@@ -47,53 +31,31 @@ async def serve_access_manager(
     rng: RandomSource | None = None,
     task_status: anyio.abc.TaskStatus[HostPort] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run an access manager until cancelled (or until uvicorn stops on SIGINT/SIGTERM).
+    """Run an access manager until cancelled; then open HTTP requests get a few seconds to finish.
 
-    Binds ``config.host:config.port`` first, so the address reported through ``task_status`` (the bound port
-    when ``config.port`` is 0) accepts connections at once. Consumes load reports from ``queue``, follows the
+    Binds ``config.host:config.port`` first (a port in use is an ``OSError`` naming the address before
+    anything starts) and reports the bound address through ``task_status`` (the real port when
+    ``config.port`` is 0) once HTTP requests are served. Consumes load reports from ``queue``, follows the
     ``access`` role in ``registry`` when given, and checks bearer tokens with ``verifier`` (for v2 tokens:
-    ``LocalBearerVerifier(imsdk_server.auth.TokenVerifier(key_ring))``). Needs anyio's asyncio backend.
+    ``LocalBearerVerifier(imsdk_server.auth.TokenVerifier(key_ring))``). Installs no signal handlers:
+    stopping on SIGINT/SIGTERM is the process runner's job (cancel this task). Needs anyio's asyncio backend.
     """
     manager = AccessManager(
         config, queue=queue, verifier=verifier, registry=registry, metrics=metrics, rng=rng
     )
     app = create_access_manager_app(manager)
-    sock = _bind(config.host, config.port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=int(_GRACE),
-        )
-    )
-    http_done = anyio.Event()
+    sock = bind_socket(config.host, config.port)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(manager.run)
 
-            async def serve_http() -> None:
+            async def http(*, task_status: anyio.abc.TaskStatus[tuple[str, int]]) -> None:
                 try:
-                    # Shielded: on cancellation uvicorn is asked to stop (below) and shuts down gracefully.
-                    with anyio.CancelScope(shield=True):
-                        await server.serve(sockets=[sock])
+                    await serve_asgi(app, sock, grace=_GRACE, log_level="warning", task_status=task_status)
                 finally:
-                    http_done.set()
-                    tg.cancel_scope.cancel()  # uvicorn stopped on a signal: stop the manager too
+                    tg.cancel_scope.cancel()  # the HTTP side stopped: so does the manager
 
-            tg.start_soon(serve_http)
-            host, port = sock.getsockname()[:2]
+            host, port = await tg.start(http)
             task_status.started(HostPort(host, port))
-            try:
-                await http_done.wait()
-            finally:
-                server.should_exit = True
-                with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(_GRACE * 2):
-                        await http_done.wait()
-                    if not http_done.is_set():  # pragma: no cover - uvicorn ignored should_exit
-                        server.force_exit = True
-                        await http_done.wait()
     finally:
-        sock.close()
+        sock.close()  # serve_asgi closes it too; this covers a failure before it took it over

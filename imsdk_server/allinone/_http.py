@@ -3,36 +3,30 @@
 The auth server, the access manager and the media service each ship their own Starlette application, and the
 client SDK talks to all of them through one base URL. :class:`PathDispatch` hands each request to the
 application that owns its path (the longest matching prefix wins) so that every application keeps its own
-routes, error bodies and middleware. :func:`serve_http` binds the socket itself (a port in use is an
-``OSError`` before anything starts) and runs uvicorn without uvicorn's own signal handlers: the process'
-runner owns SIGINT/SIGTERM and stops servers in its own order.
+routes, error bodies and middleware. The runner binds the socket first with :func:`bind_socket` (a port in
+use is an ``OSError`` before anything starts) and :func:`serve_http` serves it through the suite's one
+uvicorn runner (``imsdk_server._asgi``), without uvicorn's own signal handlers: the process' runner owns
+SIGINT/SIGTERM and stops servers in its own order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import socket
-from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.abc
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from imsdk_server._asgi import ASGIApp, Receive, Scope, Send, bind_socket, serve_asgi
 from imsdk_server.metrics import Metrics
 
 __all__ = ["ASGIApp", "PathDispatch", "bind_socket", "health_app", "metrics_app", "serve_http"]
 
 log = logging.getLogger("imsdk_server.allinone")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: How long open requests may take to finish when the listener stops.
 GRACE = 3.0
@@ -98,35 +92,6 @@ def health_app(check: Callable[[], dict[str, Any]]) -> ASGIApp:
     return app
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``host:port``; otherwise an ``OSError`` (same ``errno``) whose
-    message names the address."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
-        raise OSError(exc.errno, f"cannot listen on {_show(host, port)}: {reason}") from None
-    return sock
-
-
-def _show(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: stopping is the runner's decision."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 async def serve_http(
     app: ASGIApp,
     sock: socket.socket,
@@ -136,44 +101,4 @@ async def serve_http(
     """Serve ``app`` on the bound ``sock`` until cancelled; then let open requests finish (up to
     :data:`GRACE` seconds) and close. Reports the bound address once connections are accepted. The socket
     is closed when this returns."""
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=int(GRACE),
-        timeout_keep_alive=30,
-    )
-    server = _Server(config)
-    done = anyio.Event()
-
-    async def run() -> None:
-        try:
-            # Shielded: cancellation asks uvicorn to stop (should_exit) so it closes connections properly.
-            with anyio.CancelScope(shield=True):
-                await server.serve(sockets=[sock])
-        finally:
-            done.set()
-
-    host, port = sock.getsockname()[:2]
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            try:
-                while not server.started and not done.is_set():  # noqa: ASYNC110 - uvicorn has no event
-                    await anyio.sleep(0.005)
-                if done.is_set():
-                    raise OSError(f"the HTTP server on {host}:{port} stopped while starting")
-                task_status.started((str(host), int(port)))
-                await done.wait()
-            finally:
-                server.should_exit = True
-                with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(GRACE * 2):
-                        await done.wait()
-                    if not done.is_set():  # pragma: no cover - uvicorn ignored should_exit
-                        server.force_exit = True
-                        await done.wait()
-    finally:
-        sock.close()
+    await serve_asgi(app, sock, grace=GRACE, task_status=task_status)
