@@ -297,6 +297,7 @@ class RouterCore:
         self._m_pushed = self._m.counter("messages_pushed_total")
         self._m_dropped = self._m.counter("messages_dropped_total")
         self._m_redirects = self._m.counter("redirects_total")
+        self._m_sender_copies = self._m.counter("sender_copies_total")
         # series by label, looked up once each: a labelled look-up costs more than the rest of a counter bump
         self._m_frames_in: dict[tuple[int, int], Counter] = {}
         self._m_frames_out: dict[tuple[int, int], Counter] = {}
@@ -689,6 +690,45 @@ class RouterCore:
         if targets:
             body = stamp_body(entry.body, result.server_msg_id, result.conv_seq, result.created_ms)
             actions += [self._push(entry, device, access, body) for device, access in targets.items()]
+        if not result.duplicate:
+            own = self._online.get(h.sender_uid)
+            if own is not None and (len(own) > 1 or h.sender_device not in own):
+                actions += self._sender_copies(entry, result, own)
+        return actions
+
+    def _sender_copies(self, entry: _Entry, result: AppendResult, own: dict[str, int]) -> list[Action]:
+        """The committed message for the sender's *other* online devices (multi-device sync): a
+        ``SYNC/BATCH`` of the one stored message, which names its conversation, so each device files it
+        under the conversation with the peer and shows it as sent by its user, in ``conv_seq`` order."""
+        h = entry.header
+        batch = pb.SyncBatch(conversation=conversation_id(h.sender_uid, h.receiver_uid))
+        stored = batch.messages.add(
+            conversation=batch.conversation,
+            sender_uid=h.sender_uid,
+            sender_device=h.sender_device,
+            msg_id=h.msg_id,
+            server_msg_id=result.server_msg_id,
+            conv_seq=result.conv_seq,
+            sent_at_ms=result.created_ms,
+        )
+        getattr(stored, _CONTENT[h.func][1]).MergeFromString(
+            stamp_body(entry.body, result.server_msg_id, result.conv_seq, result.created_ms)
+        )
+        body = batch.SerializeToString()
+        actions: list[Action] = []
+        for device, access_id in own.items():
+            if device == h.sender_device:
+                continue
+            self._m_sender_copies.inc()
+            header = Header(
+                biz=Biz.SYNC,
+                func=SyncFunc.BATCH,
+                access_id=access_id,
+                msg_server_id=self.config.server_id,
+                receiver_uid=h.sender_uid,
+                receiver_device=device,
+            )
+            actions.append(self._out(access_id, header, body))
         return actions
 
     def append_failed(self, token: int, code: ErrorCode, now: float) -> list[Action]:
