@@ -37,6 +37,9 @@ from imsdk_server.media._info import MediaInfo as MediaInfo
 from imsdk_server.media._info import check_media_ref as check_media_ref
 from imsdk_server.media._info import media_id_of as media_id_of
 
+# Running the service on its own
+from imsdk_server.media._server import serve_media as serve_media
+
 # Sniffing
 from imsdk_server.media._sniff import IMAGE_MIMES as IMAGE_MIMES
 from imsdk_server.media._sniff import VOICE_MIMES as VOICE_MIMES
@@ -100,6 +103,7 @@ __all__ = [
     "image_dimensions",
     "is_media_id",
     "media_id_of",
+    "serve_media",
     "sniff",
     "validate_image_meta",
     "validate_location",

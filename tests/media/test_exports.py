@@ -16,6 +16,8 @@ EXPECTED = {
     # the catalog the message router asks before it stores an image or voice message
     "HttpMediaCatalog", "LocalMediaCatalog", "MediaCatalog", "MediaInfo", "MediaMismatch", "check_media_ref",
     "describe", "media_id_of",
+    # the service on its own, on the suite's one uvicorn runner
+    "serve_media",
 }  # fmt: skip
 
 
