@@ -9,6 +9,7 @@ ParseDict fails.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from typing import Any
@@ -118,6 +119,9 @@ def _camel(name: str) -> str:
 
 @st.composite
 def odd_documents(draw: st.DrawFn) -> tuple[type[Message], dict[str, Any]]:
+    # Every odd value is a fresh copy: the "nested" action writes into a dict in place, and writing a shared
+    # ODD_VALUES dict into itself made a circular document that json.dumps refuses.
+    odd = st.sampled_from(ODD_VALUES).map(copy.deepcopy)
     cls = draw(st.sampled_from(CLASSES))
     doc = canonical(fill(cls(), oneof_choice=draw(st.integers(0, 4))))
     fields = {f.name: f for f in cls.DESCRIPTOR.fields}
@@ -125,18 +129,18 @@ def odd_documents(draw: st.DrawFn) -> tuple[type[Message], dict[str, Any]]:
         action = draw(st.sampled_from(["value", "camel", "unknown", "drop", "nested", "oneof"]))
         keys = sorted(doc)
         if action == "unknown" or not keys:
-            doc[draw(st.sampled_from(["zzz", "callId", "x_y"]))] = draw(st.sampled_from(ODD_VALUES))
+            doc[draw(st.sampled_from(["zzz", "callId", "x_y"]))] = draw(odd)
             continue
         key = draw(st.sampled_from(keys))
         if action == "value":
-            doc[key] = draw(st.sampled_from(ODD_VALUES))
+            doc[key] = draw(odd)
         elif action == "camel":
             doc[_camel(key)] = doc.pop(key)
         elif action == "drop":
             del doc[key]
         elif action == "nested" and isinstance(doc[key], dict) and doc[key]:
             inner = doc[key]
-            inner[draw(st.sampled_from(sorted(inner)))] = draw(st.sampled_from(ODD_VALUES))
+            inner[draw(st.sampled_from(sorted(inner)))] = draw(odd)
         elif action == "oneof":
             f = fields.get(key)
             if f is not None and f.containing_oneof is not None:
