@@ -2,7 +2,8 @@
 
 A frame is ``preamble | header | body`` (layout in :mod:`imsdk_proto._buffer` and docs/wire-format.md). The
 header is always decoded; the body stays raw bytes until someone reads :attr:`Frame.body`, so a router that
-only looks at the header forwards ``raw_body`` untouched.
+only looks at the header forwards ``raw_body`` untouched. A decoded frame also keeps the header bytes it
+arrived with (:attr:`Frame.header_bytes`), so forwarding it unchanged costs no header encode.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def encode_raw(
     except KeyError:
         get_codec(codec)  # raises UnknownCodec
         raise
+    return _assemble(codec, header_bytes, raw_body, max_frame_size)
+
+
+def _assemble(codec: int, header_bytes: bytes, raw_body: bytes, max_frame_size: int) -> bytes:
+    """Preamble + ``header_bytes`` + ``raw_body``, checked against ``max_frame_size``."""
     header_len = len(header_bytes)
     body_len = len(raw_body)
     if header_len + body_len > max_frame_size:
@@ -137,13 +143,21 @@ class Frame:
     :attr:`body` decodes ``raw_body`` on first access (and caches the message; treat it as read-only, or
     build a new frame after changing it). Decoding errors raise :class:`~imsdk_proto.errors.MalformedBody`
     (or :class:`~imsdk_proto.errors.UnknownMessageCode`) at that access, never while routing on the header.
+
+    :attr:`header_bytes`, when not ``None``, is an encoding of :attr:`header` in :attr:`codec` that
+    :meth:`encode` sends instead of encoding the header again: a decoded frame keeps the bytes its header
+    arrived in, so a frame passed on unchanged (a router's push relayed by an access server) costs no header
+    encode. The bytes must decode equal to the header, so whoever changes a header in place must set
+    :attr:`header_bytes` to match or to ``None`` (the access server's stamping appends the stamped fields,
+    see :func:`imsdk_proto.codecs.protobuf.encode_stamp`); :meth:`with_header` and :meth:`to_codec` drop it.
     """
 
-    __slots__ = ("_body", "codec", "header", "raw_body")
+    __slots__ = ("_body", "codec", "header", "header_bytes", "raw_body")
 
     header: Header
     codec: Codec
     raw_body: bytes
+    header_bytes: bytes | None
 
     def __init__(
         self,
@@ -151,11 +165,13 @@ class Frame:
         codec: Codec = Codec.PROTOBUF,
         raw_body: bytes = b"",
         body: Message | object | None = _UNSET,
+        header_bytes: bytes | None = None,
     ) -> None:
         self.header = header
         self.codec = codec
         self.raw_body = raw_body
         self._body = body
+        self.header_bytes = header_bytes
 
     @classmethod
     def build(cls, header: Header, body: Message | None = None, codec: Codec = Codec.PROTOBUF) -> Frame:
@@ -213,8 +229,12 @@ class Frame:
         return Frame(header, self.codec, self.raw_body, self._body)
 
     def encode(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
-        """The frame's bytes (header re-encoded, raw body copied)."""
-        return encode_raw(self.header, self.raw_body, self.codec, max_frame_size=max_frame_size)
+        """The frame's bytes: the header (:attr:`header_bytes` when known, else encoded now), the raw body
+        copied. Raises :class:`~imsdk_proto.errors.FrameTooLarge` past ``max_frame_size``."""
+        header_bytes = self.header_bytes
+        if header_bytes is None:
+            return encode_raw(self.header, self.raw_body, self.codec, max_frame_size=max_frame_size)
+        return _assemble(self.codec, header_bytes, self.raw_body, max_frame_size)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Frame):
@@ -374,7 +394,7 @@ class FrameDecoder:
                 frames.clear()
                 self._fail(exc)
                 raise
-            return Frame(header, _CODEC_BY_ID[codec], raw_body)
+            return Frame(header, _CODEC_BY_ID[codec], raw_body, _UNSET, header_bytes)
         if self._error is not None:
             raise self._error
         return None

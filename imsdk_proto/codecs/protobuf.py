@@ -7,12 +7,12 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from imsdk_proto._generated.imsdk_pb2 import Header as _PBHeader
-from imsdk_proto._header import Header
+from imsdk_proto._header import UINT32_MAX, UINT64_MAX, Header
 from imsdk_proto.codecs._common import flags_of
 from imsdk_proto.codes import Codec
 from imsdk_proto.errors import MalformedBody, MalformedHeader
 
-__all__ = ["CODEC", "decode_body", "decode_header", "encode_body", "encode_header"]
+__all__ = ["CODEC", "decode_body", "decode_header", "encode_body", "encode_header", "encode_stamp"]
 
 CODEC = Codec.PROTOBUF
 
@@ -47,6 +47,39 @@ def encode_header(header: Header) -> bytes:
     if header.session:
         pb.session = header.session
     return pb.SerializeToString()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _text(tag: int, value: str) -> bytes:
+    data = value.encode()
+    return bytes((tag,)) + _varint(len(data)) + data
+
+
+def encode_stamp(access_id: int, sender_uid: str, sender_device: str, session: int) -> bytes:
+    """Bytes that, appended to a v2 header's bytes, set ``access_id``, ``sender_uid``, ``sender_device`` and
+    ``session`` to these values, whatever the header said before.
+
+    Protobuf keeps the last value of a scalar field that occurs twice, so ``header_bytes + stamp`` decodes
+    to the header with those four fields replaced -- what an access server stamps into every upstream
+    header -- without encoding the header again. Every field is written, even at its default, so that a
+    default here also overrides the header's value. Compute it once per session and append it per frame.
+    """
+    if not (0 <= access_id <= UINT32_MAX and 0 <= session <= UINT64_MAX):
+        raise ValueError(f"access_id {access_id} or session {session} out of range")
+    return (
+        b"\x28" + _varint(access_id)  # field 5, varint
+        + _text(0x4A, sender_uid)  # field 9, length-delimited
+        + _text(0x52, sender_device)  # field 10
+        + b"\x68" + _varint(session)  # field 13, varint
+    )  # fmt: skip
 
 
 def decode_header(data: bytes) -> Header:

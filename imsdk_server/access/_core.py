@@ -22,8 +22,9 @@ from enum import Enum
 
 from google.protobuf.message import Message
 
-from imsdk_proto._frame import Frame, FrameDecoder, encode_frame, encode_raw
+from imsdk_proto._frame import Frame, FrameDecoder, encode_frame
 from imsdk_proto._header import Header
+from imsdk_proto.codecs.protobuf import encode_stamp
 from imsdk_proto.codes import Biz, Codec, ErrorCode, Flags, SystemFunc
 from imsdk_proto.errors import ProtocolError
 from imsdk_proto.messages import ErrorReport, Handshake, HandshakeAck, Kick, Ping, Pong
@@ -144,15 +145,20 @@ class Forward:
 
     def to_frame(self) -> Frame:
         """The frame as back-ends receive it: v2, the stamped header, the body as raw bytes (a v1 body is
-        transcoded). Raises :class:`~imsdk_proto.errors.ProtocolError` when a v1 body cannot be transcoded."""
+        transcoded). Raises :class:`~imsdk_proto.errors.ProtocolError` when a v1 body cannot be transcoded.
+
+        A v2 frame stamped by :class:`AccessConnection` is itself that frame: its header was stamped in
+        place and its ``header_bytes`` patched to match, so the link sends it without a header encode."""
         frame = self.frame
         if frame.codec is not _V2:
             frame = frame.to_codec(_V2)
+        elif frame.header is self.header:
+            return frame
         return Frame(self.header, _V2, frame.raw_body)
 
     def encode(self) -> bytes:
         """:meth:`to_frame` as bytes."""
-        return encode_raw(self.header, self.to_frame().raw_body, _V2)
+        return self.to_frame().encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +270,7 @@ class AccessConnection:
         "_last_rx",
         "_out",
         "_out_bytes",
+        "_stamp",
         "client_version",
         "codec",
         "device",
@@ -295,6 +302,7 @@ class AccessConnection:
         self.platform = 0
         self.network = 0
         self.client_version = ""
+        self._stamp = b""
 
     # ------------------------------------------------------------------ state table
 
@@ -371,6 +379,17 @@ class AccessConnection:
             self.reject(header, ErrorCode.FORBIDDEN, now)
             return _NO_ACTIONS
         # Stamp: whatever the client wrote here, the server says who sent it and through which access server.
+        # The header's bytes get the stamp appended (protobuf keeps a field's last value), so the link need
+        # not encode the header again; a header that named a sender itself is re-encoded, not carried on.
+        header_bytes = frame.header_bytes
+        if (
+            header_bytes is not None
+            and frame.codec is _V2
+            and not (header.access_id or header.session or header.sender_uid or header.sender_device)
+        ):
+            frame.header_bytes = header_bytes + self._stamp
+        else:
+            frame.header_bytes = None
         header.access_id = self._ctx.access_id
         header.sender_uid = self.uid
         header.sender_device = self.device
@@ -418,6 +437,7 @@ class AccessConnection:
         self.device = device
         self.session = session
         self.seq_base = seq_base
+        self._stamp = encode_stamp(self._ctx.access_id, uid, device, session)
         self._last_rx = now
         self._last_hb = now
         self._ctx.handshake(ErrorCode.OK)

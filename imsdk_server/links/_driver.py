@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream
 
-from imsdk_proto import Frame, FrameDecoder, Header, encode_frame, encode_raw
+from imsdk_proto import Frame, FrameDecoder, Header, encode_frame
 from imsdk_proto.codes import Biz, Codec, ErrorCode, Flags, LinkFunc
 from imsdk_proto.errors import ProtocolError
 from imsdk_proto.messages import (
@@ -410,7 +410,7 @@ class Link:
     def _encode(self, frame: Frame) -> bytes:
         if frame.codec is not _V2:
             frame = frame.to_codec(_V2)
-        return encode_raw(frame.header, frame.raw_body, _V2, max_frame_size=self._cfg.max_frame_size)
+        return frame.encode(max_frame_size=self._cfg.max_frame_size)
 
     def _push(self, data: bytes, biz: int) -> None:
         self._queue.append(data)

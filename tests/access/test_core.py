@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from imsdk_proto._frame import encode_frame, encode_raw
@@ -236,6 +238,47 @@ def test_upstream_frames_are_stamped_and_forwarded_as_v2(codec: Codec) -> None:
     assert out.header == h
     assert out.body_as(ChatText).text == "hello"
     assert ctx.metrics.value("access_frames_in_total", biz="CHAT") == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "patched"),
+    [
+        ({}, True),
+        ({"sender_uid": "mallory"}, False),
+        ({"sender_device": "evil"}, False),
+        ({"access_id": 99}, False),
+        ({"session": 5}, False),
+    ],
+    ids=["honest", "names a sender", "names a device", "names an access server", "names a session"],
+)
+def test_a_stamped_v2_frame_is_sent_as_its_own_bytes_plus_the_stamp(
+    fields: dict[str, Any], patched: bool
+) -> None:
+    core, _ = opened(codec=Codec.PROTOBUF)
+    header = Header(Biz.CHAT, ChatFunc.TEXT, seq=(5 << 32) + 1, msg_id=77, receiver_uid="bob", **fields)
+    data = encode_frame(header, ChatText(text="hi"))
+    (action,) = core.receive_data(data, T0 + 1)
+    assert isinstance(action, Forward)
+    frame = action.to_frame()
+    canonical = encode_raw(action.header, frame.raw_body)
+    if patched:  # the client's header bytes, then the stamp: no second header encode on the link
+        assert frame is action.frame
+        assert frame.header_bytes is not None
+        assert frame.header_bytes.startswith(data[3 : 3 + data[1]])
+        assert action.encode() != canonical
+    else:  # a client that named a sender itself gets its header re-encoded, not carried on
+        assert frame.header_bytes is None
+        assert action.encode() == canonical
+    (out,) = decode_all(action.encode())
+    assert out.header == action.header
+    assert (out.header.access_id, out.header.sender_uid, out.header.sender_device, out.header.session) == (
+        7,
+        "alice",
+        "phone",
+        42,
+    )
+    (again,) = decode_all(canonical)
+    assert again.header == out.header
 
 
 def test_frame_in_another_codec_closes_the_line() -> None:
