@@ -169,6 +169,7 @@ class LateAfterDown:
 DetectorAction = SendHeartbeat | SendProbe | PeerSuspect | PeerAlive | PeerDown | LateAfterDown
 
 _HEARTBEAT = SendHeartbeat()
+_ALIVE = Health.ALIVE
 
 
 class FailureDetector:
@@ -222,10 +223,12 @@ class FailureDetector:
         """We have not been reading from the peer (the application's handler of its last frame has not
         returned): whatever it sent since waits unread, so the silence window of an alive peer restarts at
         ``now``. Without this a handler slower than the down deadline would make us declare a healthy peer
-        down and cut the link under frames it has already sent."""
-        health = next_health(self.health, DetectorEvent.DEAF)
-        if health is Health.ALIVE:
-            self._last_heard = max(self._last_heard, now)
+        down and cut the link under frames it has already sent.
+
+        Called once per frame handled, so it only records the time: :data:`TRANSITIONS` maps
+        ``(health, DEAF)`` to ``health`` for every health, so there is no state to look up or change."""
+        if self.health is _ALIVE and now > self._last_heard:
+            self._last_heard = now
 
     def sent(self, now: float) -> None:
         """Something was sent to the peer, which counts as our heartbeat."""

@@ -98,13 +98,19 @@ class LinkMetrics:
         self._in: dict[int, Counter] = {}
         self._out: dict[int, Counter] = {}
 
+    # Keyed by plain ints: a Biz member as a dict key is hashed by Enum.__hash__, a Python call per frame.
+
     def frame_in(self, biz: int) -> Counter:
+        if type(biz) is not int:
+            biz = int(biz)
         c = self._in.get(biz)
         if c is None:
             c = self._in[biz] = self.metrics.counter("frames_in_total", biz=_biz_label(biz))
         return c
 
     def frame_out(self, biz: int) -> Counter:
+        if type(biz) is not int:
+            biz = int(biz)
         c = self._out.get(biz)
         if c is None:
             c = self._out[biz] = self.metrics.counter("frames_out_total", biz=_biz_label(biz))
@@ -410,7 +416,7 @@ class Link:
     def _encode(self, frame: Frame) -> bytes:
         if frame.codec is not _V2:
             frame = frame.to_codec(_V2)
-        return frame.encode(max_frame_size=self._cfg.max_frame_size)
+        return frame.encode(max_frame_size=self._cfg.max_frame_size)  # its header_bytes when it has them
 
     def _push(self, data: bytes, biz: int) -> None:
         self._queue.append(data)

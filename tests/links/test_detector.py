@@ -224,6 +224,19 @@ def test_deaf_changes_nothing_once_suspect_down_or_stopped() -> None:
     assert (det2.health, det2.next_deadline()) == (Health.STOPPED, None)
 
 
+def test_deaf_only_moves_the_last_heard_time_forward() -> None:
+    # deaf() runs once per frame handled and consults no table: that holds because DEAF keeps every health
+    assert all(TRANSITIONS[(h, DEAF)] is h for h in Health)
+    det = FailureDetector(CFG, now=0.0)
+    det.heard(3.0)
+    det.deaf(2.0)  # an older time (e.g. read before the frame) changes nothing
+    assert (det.health, det.last_heard) == (Health.ALIVE, 3.0)
+    det.deaf(3.5)
+    assert (det.health, det.last_heard, det.next_deadline()) == (Health.ALIVE, 3.5, 3.0)
+    assert det.handle_timer(3.0) == [SendHeartbeat()]
+    assert det.next_deadline() == 6.0
+
+
 def test_stop_ends_all_deadlines() -> None:
     det = FailureDetector(CFG, now=0.0)
     det.handle_timer(4.5)
