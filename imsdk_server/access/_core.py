@@ -568,6 +568,18 @@ class AccessConnection:
         self._ctx.queued_frames += 1
         self._ctx.frame_out(_SYSTEM)
 
+    def backlogged(self) -> bool:
+        """The frames waiting to be written reach a quarter of the send queue's bound (in frames or bytes).
+
+        A driver that collects frames before writing them (to write a burst at once) writes them now
+        instead, so that collecting never brings a consumer that keeps up near the ``SLOW_CONSUMER`` bound.
+        """
+        out = self._out
+        if out is None:
+            return False
+        ctx = self._ctx
+        return len(out) * 4 >= ctx.max_frames or self._out_bytes * 4 >= ctx.max_bytes
+
     @property
     def queued_bytes(self) -> int:
         """Bytes in the send queue, including the chunk being written."""

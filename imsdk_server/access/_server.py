@@ -11,9 +11,10 @@ What lives here:
 
 * the listener (TCP, or TLS: each accepted connection is upgraded with ``loop.start_tls``, the handshake
   bounded by the handshake timeout, and failed handshakes counted by reason);
-* per connection: bytes in → core → actions; bytes out go straight to the transport. When the transport's
-  buffer is full (the peer reads slowly) frames wait in the core's bounded send queue; past its bound the
-  line closes with ``SLOW_CONSUMER``. Nobody ever waits for a slow client;
+* per connection: bytes in → core → actions; bytes out go to the transport: replies at once, frames from
+  back-ends at the end of the event loop's turn, so that a burst for one client is one write (one system
+  call). When the transport's buffer is full (the peer reads slowly) frames wait in the core's bounded send
+  queue; past its bound the line closes with ``SLOW_CONSUMER``. Nobody ever waits for a slow client;
 * one timer task for the whole server: a heap of per-connection deadlines (from ``next_deadline()``);
 * upstream forwarding: at once when the back-end can take the frame (``try_send``), else through one
   short-lived task per connection that keeps the frames in order while the client's reading is paused,
@@ -97,6 +98,7 @@ class _Conn(asyncio.Protocol):
         "done",
         "early",
         "paused",
+        "pending",
         "replaced",
         "scheduled",
         "server",
@@ -110,6 +112,8 @@ class _Conn(asyncio.Protocol):
         self.core: AccessConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.paused = False
+        self.pending = False
+        """In the server's list of connections to write at the end of this turn of the event loop."""
         self.done = False
         self.replaced = False
         self.scheduled = _INF
@@ -178,6 +182,7 @@ class AccessServer:
         self._by_session: dict[int, _Conn] = {}
         self._by_uid: dict[str, dict[str, _Conn]] = {}
         self._conns: set[_Conn] = set()
+        self._to_flush: list[_Conn] = []
         self._heap: list[tuple[float, int, _Conn]] = []
         self._tie = itertools.count()
         self._timer_target = _INF
@@ -279,7 +284,10 @@ class AccessServer:
                 self._apply(conn, actions, now)
             else:
                 count += 1
-                self._flush(conn)
+                if core.backlogged():
+                    self._flush(conn)
+                elif not conn.pending:
+                    self._flush_soon(conn)
         return count
 
     async def on_link_frame(self, link: object, frame: Frame) -> None:
@@ -437,6 +445,30 @@ class AccessServer:
                 self._authenticate(conn, action, now)
             else:
                 self._closed(conn, action, now)
+
+    def _flush_soon(self, conn: _Conn) -> None:
+        """Write ``conn``'s queued frames at the end of this turn of the event loop rather than now.
+
+        Downstream frames come in bursts: one read from a back-end's link carries many, often several for
+        the same client (a sender's acks, a receiver's pushes). Written at once, each would cost a system
+        call; collected until the turn ends, a client's frames go out in one write. The delay is the rest of
+        the current callback, nothing more. :meth:`AccessConnection.backlogged` bounds what may collect.
+        """
+        loop = self._loop
+        if loop is None:
+            self._flush(conn)
+            return
+        conn.pending = True
+        to_flush = self._to_flush
+        to_flush.append(conn)
+        if len(to_flush) == 1:
+            loop.call_soon(self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        to_flush, self._to_flush = self._to_flush, []
+        for conn in to_flush:
+            conn.pending = False
+            self._flush(conn)
 
     def _flush(self, conn: _Conn) -> None:
         """Hand queued bytes to the transport unless it is full (then they wait, bounded, in the core)."""

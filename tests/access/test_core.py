@@ -334,6 +334,31 @@ def test_unknown_business_code_is_forwarded_for_routing_to_decide() -> None:
 # ---------------------------------------------------------------------------------------- downstream
 
 
+def test_backlogged_at_a_quarter_of_the_bound_in_frames() -> None:
+    core, _ = opened(send_queue_max_frames=8)
+    assert not core.backlogged()
+    frame = raw_frame(Biz.CHAT, ChatFunc.TEXT, ChatText(text="x"))
+    assert core.send(frame, T0, Biz.CHAT) == ()
+    assert not core.backlogged()
+    assert core.send(frame, T0, Biz.CHAT) == ()
+    assert core.backlogged()  # 2 frames = a quarter of 8
+    core.data_to_send()
+    assert not core.backlogged()  # what is being written no longer counts as collected
+
+
+def test_backlogged_at_a_quarter_of_the_bound_in_bytes() -> None:
+    core, _ = opened(send_queue_max_bytes=1024, max_frame_size=256)
+    frame = raw_frame(Biz.CHAT, ChatFunc.TEXT, ChatText(text="x" * 40))
+    fits = (256 - 1) // len(frame)  # frames that stay below 256 bytes, a quarter of 1024
+    for _ in range(fits):
+        assert core.send(frame, T0, Biz.CHAT) == ()
+    assert not core.backlogged()
+    assert core.send(frame, T0, Biz.CHAT) == ()
+    assert core.backlogged()
+    core.data_to_send()
+    assert not core.backlogged()
+
+
 def test_send_queue_is_bounded_in_frames() -> None:
     core, ctx = opened(send_queue_max_frames=3)
     frame = raw_frame(Biz.CHAT, ChatFunc.TEXT, ChatText(text="x"))

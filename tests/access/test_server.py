@@ -243,6 +243,28 @@ async def test_several_devices_per_uid_and_addressing(tokens: Tokens) -> None:
         assert (await bob.frame()).header.code == (Biz.SYSTEM, SystemFunc.PONG)  # bob got nothing else
 
 
+async def test_a_burst_delivered_in_one_callback_arrives_whole_and_in_order(tokens: Tokens) -> None:
+    # Frames delivered without yielding are collected and written at the end of the loop's turn; the
+    # collecting is bounded (a quarter of the send queue), so a burst 16x the queue's bound in frames neither
+    # closes the line for SLOW_CONSUMER nor loses or reorders a frame.
+    metrics = Metrics()
+    async with running(tokens, metrics=metrics, send_queue_max_frames=64) as server:
+        alice = await Client.connect(server.address)
+        await alice.login(tokens.issue("alice", "phone"))
+        n = 1024
+        for i in range(n):
+            frame = Frame.build(
+                Header(Biz.CHAT, ChatFunc.TEXT, seq=i, receiver_uid="alice"), ChatText(text="x")
+            )
+            assert server.deliver(frame) == 1
+        got = [(await alice.frame()).header.seq for _ in range(n)]
+        assert got == list(range(n))
+        assert metrics.value("access_closes_total", reason="SLOW_CONSUMER") == 0
+        assert server.online("alice")
+        await alice.send(ping(time_ms=9))
+        assert (await alice.frame()).body_as(Pong).time_ms == 9
+
+
 async def test_second_login_replaces_the_first(tokens: Tokens, queue: MemoryQueue) -> None:
     async with running(tokens, queue=queue) as server:
         first = await Client.connect(server.address)
