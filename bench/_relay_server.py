@@ -10,8 +10,8 @@ is ready, and then obeys one command per line on stdin:
 ``profile on`` / ``profile off <path>``
     start cProfile / stop it and dump the statistics to ``path``;
 ``sample on`` / ``sample off <path>``
-    start sampling the event loop thread's stack every half millisecond / stop and write a text report of
-    where its time went (by component, inclusive, and by function, exclusive) to ``path``. Unlike cProfile
+    start sampling the event loop's stack every half millisecond of CPU time / stop and write a text report
+    of where the CPU went (by component, and by function, innermost frame) to ``path``. Unlike cProfile
     this barely slows the server, so the shares are those of a normal run;
 ``metrics <path>``
     write a snapshot of the server's metrics as text to ``path``;
@@ -26,9 +26,11 @@ from __future__ import annotations
 import collections
 import cProfile
 import os
+import signal
 import sys
-import threading
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 ROUTER_ID = 7
 ACCESS_ID = 3
@@ -51,43 +53,45 @@ _COMPONENTS = (
     ("imsdk_server/location/", "location"),
     ("imsdk_proto/", "frame codec"),
 )
-_IDLE = "event loop in C (uvloop: polling, socket calls) or idle"
+_IDLE = "event loop in C (uvloop: polling, socket calls)"
 
 
 class Sampler:
-    """Samples one thread's Python stack at a fixed interval (a statistical profiler with little overhead).
+    """A statistical profiler of the event loop's Python stack, sampling on CPU time, with little overhead.
+
+    ``ITIMER_PROF`` sends ``SIGPROF`` every ``interval`` seconds of the process's CPU time, and the handler,
+    which Python runs on the main thread (the event loop's), records the stack it interrupted. Samples are
+    therefore proportional to CPU spent, and idle waiting is never sampled. (A thread that samples on wall
+    time, as this did before, sees the loop mostly at the points where it releases the GIL -- waiting for
+    I/O -- and under-counts pure Python work several times over.) CPU spent in C between two Python frames
+    (uvloop, system calls) is charged to the next Python code to run, or, when only the loop runner is on
+    the stack, to the event loop itself.
 
     Each sample is charged to the component of its innermost project frame (so a dataclass constructor or a
     metrics counter counts for the component that called it, and the router's work, which runs inside the
-    link reader, counts for the router). A sample with only the loop runner on the stack is the event loop
-    in C code or waiting for I/O.
+    link reader, counts for the router). ``SIGPROF`` counts the CPU of every thread, so for the offline class
+    the SQLite writer's CPU is charged to the loop's Python code too.
     """
 
-    def __init__(self, thread_id: int, interval: float = 0.0005) -> None:
-        self.thread_id = thread_id
+    def __init__(self, interval: float = 0.0005) -> None:
         self.interval = interval
         self.stacks: collections.Counter[tuple[tuple[str, str], ...]] = collections.Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
-        self._switch = sys.getswitchinterval()
+        self._previous: Any = None
 
     def start(self) -> None:
-        sys.setswitchinterval(self.interval)
-        self._thread.start()
+        self._previous = signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        sys.setswitchinterval(self._switch)
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, self._previous or signal.SIG_DFL)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            frame = sys._current_frames().get(self.thread_id)
-            stack = []
-            while frame is not None:
-                stack.append((frame.f_code.co_filename, frame.f_code.co_name))
-                frame = frame.f_back
-            self.stacks[tuple(stack)] += 1
+    def _sample(self, signum: int, frame: FrameType | None) -> None:
+        stack = []
+        while frame is not None:
+            stack.append((frame.f_code.co_filename, frame.f_code.co_name))
+            frame = frame.f_back
+        self.stacks[tuple(stack)] += 1
 
     @staticmethod
     def _component(stack: tuple[tuple[str, str], ...]) -> str:
@@ -109,7 +113,7 @@ class Sampler:
             filename, func = stack[0] if stack else ("?", "?")
             where = filename.split("site-packages/")[-1].split("/work/main/")[-1].split("python3.11/")[-1]
             functions[_IDLE if component == _IDLE else f"{where}:{func} ({component})"] += n
-        lines = [f"{total} samples of the event loop thread", "", "by component (innermost project frame):"]
+        lines = [f"{total} samples (SIGPROF on CPU time)", "", "by component (innermost project frame):"]
         lines += [f"  {n / total:6.1%}  {name}" for name, n in components.most_common()]
         lines += ["", "by function (innermost frame; top 50):"]
         lines += [f"  {n / total:6.1%}  {name}" for name, n in functions.most_common(50)]
@@ -142,7 +146,6 @@ def serve(ring_path: str, data_dir: str, cpu: int) -> None:
 
     async def main() -> None:
         sampler: Sampler | None = None
-        loop_thread = threading.get_ident()
         metrics = Metrics()
         verifier = LocalTokenVerifier(TokenVerifier(KeyRing.load(ring_path)))
         queues = MemoryQueueHub()
@@ -181,7 +184,7 @@ def serve(ring_path: str, data_dir: str, cpu: int) -> None:
                     profiler.disable()
                     profiler.dump_stats(words[2])
                 elif words[:2] == ["sample", "on"]:
-                    sampler = Sampler(loop_thread)
+                    sampler = Sampler()
                     sampler.start()
                 elif words[:2] == ["sample", "off"] and sampler is not None:
                     sampler.stop()

@@ -483,7 +483,11 @@ def _run_class(args: argparse.Namespace, klass: str, ring: object, ring_path: st
                         _command(server, f"profile off {Path(args.profile) / f'relay-{klass}.prof'}")
                     if args.sample:
                         _command(server, f"sample off {Path(args.sample) / f'relay-{klass}.txt'}")
+                    if args.sample:
+                        _command(server, "sample on")
                     fixed = await bench.fixed_rate(args.rate, args.lead_in, args.rate_duration, server.pid)
+                    if args.sample:
+                        _command(server, f"sample off {Path(args.sample) / f'relay-{klass}-fixed.txt'}")
                     if args.metrics:
                         _command(server, f"metrics {Path(args.metrics) / f'relay-{klass}.txt'}")
                     pairs = bench.pairs
@@ -572,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short phases (0.5 s warm-up, 2 s measured)")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the server's max-rate window into DIR")
     parser.add_argument(
-        "--sample", metavar="DIR", help="sample the server's stack at max rate, report in DIR"
+        "--sample",
+        metavar="DIR",
+        help="sample the server's stack in both phases, report in DIR (relay-<class>[-fixed].txt)",
     )
     parser.add_argument("--metrics", metavar="DIR", help="write the server's metrics after each class to DIR")
     args = parser.parse_args(argv)
