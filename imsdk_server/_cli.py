@@ -90,6 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--auth", metavar="URL", help="auth server base URL for roles without one in-process")
     serve.add_argument("--key-file", metavar="FILE", help="the auth server's v2 key ring (auth-keys.json)")
+    serve.add_argument("--media", metavar="URL", help="media service base URL, where a router checks media")
     serve.add_argument("--domain", help="deployment domain (default 'default')")
     serve.add_argument("--name", help="this process' name in the registry")
     serve.add_argument("--access-id", type=int, metavar="N", help="access server id (default: allocate)")
@@ -146,6 +147,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "database": args.database,
         "auth": args.auth,
         "key_file": args.key_file,
+        "media_url": args.media,
         "domain": args.domain,
         "name": args.name,
         "access_id": args.access_id,

@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from imsdk_server.backends._open import parse_backend_url
 from imsdk_server.config import ConfigError, HostPort, load_config
 
-__all__ = ["COMPONENT_TABLES", "AllInOneConfig", "component_config", "load_serve_config"]
+__all__ = ["COMPONENT_TABLES", "AllInOneConfig", "check_base_url", "component_config", "load_serve_config"]
 
 T = TypeVar("T")
 
@@ -72,7 +73,15 @@ class AllInOneConfig:
 
     key_file: Path | None = None
     """``--key-file``: the auth server's v2 key ring (JSON) for roles that verify tokens locally without
-    running the auth server. Default ``<data>/auth-keys.json``."""
+    running the auth server, and for a router that mints its own token for the media service
+    (``media_url``). Default ``<data>/auth-keys.json``."""
+
+    media_url: str = ""
+    """``--media``: base URL of the media service, for a router running without the media role in its
+    process: it checks every image and voice reference there (``GET <media_url>/v1/media/{id}/meta``) with
+    a short-lived token it mints from the key ring. Empty: such a router cannot check references and lets
+    them through (it warns once at start). Unused when the process runs the media role (the router reads
+    the store itself)."""
 
     domain: str = "default"
     """The deployment domain every server registers in."""
@@ -117,6 +126,8 @@ class AllInOneConfig:
         parse_backend_url("cache", self.cache)
         if self.database is not None:
             parse_backend_url("database", self.database)
+        if self.media_url:
+            check_base_url("media", self.media_url)
         for name in ("access_id", "router_id", "notify_id"):
             if not 0 <= getattr(self, name) <= 0xFFFF_FFFF:
                 raise ConfigError(f"{name} must be 0 (allocate) or 1..4294967295")
@@ -149,6 +160,28 @@ class AllInOneConfig:
             return self.auth.rstrip("/")
         host = "127.0.0.1" if self.http.host in ("0.0.0.0", "::", "") else self.http.host
         return f"http://{HostPort(host, self.http.port)}"
+
+
+def check_base_url(option: str, url: str) -> str:
+    """``url`` without a trailing slash if it is an ``http://`` or ``https://`` base URL naming a host (no
+    query, no fragment); else a :class:`~imsdk_server.config.ConfigError` naming ``--<option>``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or url != url.strip()
+    ):
+        raise ConfigError(
+            f"--{option} {url!r}: expected the {option} service's base URL, http://host[:port][/path]"
+        )
+    return url.rstrip("/")
 
 
 def load_serve_config(path: Path | str | None, overrides: Mapping[str, Any] | None = None) -> AllInOneConfig:

@@ -15,7 +15,9 @@ location                the presence service, fed from the queue, and its access
                         access server in the registry; the links' verdicts feed its jitter recognition);
                         with the ``location`` role also its link hub (presence queries and subscriptions for
                         other processes), registered ``location``
-router                  the message router: listens for links, registers ``REGISTERED``, then ``READY``
+router                  the message router: listens for links, registers ``REGISTERED``, then ``READY``;
+                        image and voice references checked against the media store (media role), else
+                        at ``media_url`` with a token it mints (:class:`ServiceToken`), else unchecked
 notify                  the notification server: listens for links, registers, follows presence, ``READY``
 profile push            with the auth service, presence and a link hub in the process: profile and friend
                         changes pushed to online devices
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     from imsdk_server.access_manager import AccessManager
     from imsdk_server.allinone._linked import LinkedServer
     from imsdk_server.allinone._watch import AccessWatch
-    from imsdk_server.auth import AuthService, TokenVerifier, UserStore
+    from imsdk_server.auth import AuthService, KeyRing, TokenCodec, TokenVerifier, UserStore
     from imsdk_server.backends.queue import Queue
     from imsdk_server.backends.registry import Registry, ServerInfo
     from imsdk_server.links import LinkConfig, LinkHub
@@ -80,7 +82,7 @@ if TYPE_CHECKING:
     from imsdk_server.notify import NotifyService
     from imsdk_server.profiles import ProfilePush
 
-__all__ = ["ROLES", "AllInOne", "StartupError"]
+__all__ = ["ROLES", "AllInOne", "ServiceToken", "StartupError"]
 
 log = logging.getLogger("imsdk_server.allinone")
 
@@ -102,10 +104,69 @@ _BACKEND_ROLES: dict[str, int] = {
 }
 _LINK_WAIT = 5.0
 _REDIAL_INTERVAL = 1.0
+#: The device every token a server mints for itself names.
+SERVICE_DEVICE = "service"
 
 
 class StartupError(ConfigError):
     """A role cannot start with this configuration (e.g. no key ring to verify tokens with)."""
+
+
+class ServiceToken:
+    """A short-lived v2 token a server mints for itself from the deployment's key ring, kept fresh.
+
+    Call it for the current token (the ``token=`` callable form of
+    :class:`~imsdk_server.media.HttpMediaCatalog`): a new one is minted when none was yet, when the one held
+    has less than ``refresh_before`` seconds left, or when ``clock`` went back before its issue time. The
+    token is for ``uid`` on ``device`` and lives ``lifetime`` seconds: a leaked one is soon useless, and no
+    auth server is asked (the receiving service verifies it with the same ring). ``ring`` is read at every
+    mint, so a ring swapped in (the auth service's, after a rotation) signs the next token. ``clock`` is
+    Unix time: tokens carry Unix seconds.
+    """
+
+    def __init__(
+        self,
+        ring: Callable[[], KeyRing],
+        uid: str,
+        device: str = SERVICE_DEVICE,
+        *,
+        lifetime: int = 300,
+        refresh_before: int = 60,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not 0 <= refresh_before < lifetime:
+            raise ValueError("refresh_before must be at least 0 and less than lifetime")
+        self.uid = uid
+        self.device = device
+        self.lifetime = lifetime
+        self.refresh_before = refresh_before
+        self._ring = ring
+        self._clock = clock
+        self._codec: TokenCodec | None = None
+        self._token = ""
+        self._issued_at = 0
+        self._expires_at = 0
+        self._minted = (metrics or Metrics()).counter("service_tokens_minted_total", uid=uid)
+
+    @property
+    def expires_at(self) -> int:
+        """Unix second the token held expires at (0 before the first call)."""
+        return self._expires_at
+
+    def __call__(self) -> str:
+        now = self._clock()
+        if self._token and self._issued_at <= now < self._expires_at - self.refresh_before:
+            return self._token
+        from imsdk_server.auth import TokenCodec
+
+        ring = self._ring()
+        if self._codec is None or self._codec.ring is not ring:
+            self._codec = TokenCodec(ring)
+        token, claims = self._codec.issue(self.uid, self.device, now=now, lifetime=self.lifetime)
+        self._token, self._issued_at, self._expires_at = token, claims.issued_at, claims.expires_at
+        self._minted.inc()
+        return token
 
 
 @dataclass
@@ -161,7 +222,13 @@ class AllInOne:
         self._users: UserStore | None = None
         self._media_app: ASGIApp | None = None
         self.media_catalog: MediaCatalog | None = None
-        """What the router checks image and voice references against (with the media role)."""
+        """What the router checks image and voice references against: the media store (media role), or the
+        media service at ``media_url``; ``None``: not checked."""
+        self.media_checked = "unchecked"
+        """Where the router checks media references (``/healthz``): ``local``, the media service's base URL,
+        or ``unchecked``."""
+        self.service_token: ServiceToken | None = None
+        """The token the router presents to the media service at ``media_url``."""
         self._router_id = 0
         self._notify_id = 0
 
@@ -494,6 +561,7 @@ class AllInOne:
         assert self.location is not None
         router_id = self._router_id
         router_cfg = component_config(cfg, RouterConfig, "router", server_id=router_id)
+        self._router_media(stack, router_id)
         store = open_message_store(cfg.database_location(), metrics=self.metrics)
         stack.push_async_callback(store.aclose)
         await store.setup()
@@ -509,10 +577,35 @@ class AllInOne:
             link_config=self._link_config(),
             metrics=self.metrics,
             drain_timeout=cfg.drain_timeout,
-            media=self.media_catalog,  # image and voice references checked against the store (media role)
+            media=self.media_catalog,
         )
         self.router = router
         await self._spawn("router", router.serve, stop=router.stop)
+
+    def _router_media(self, stack: AsyncExitStack, router_id: int) -> None:
+        """What the router checks media references against when the media role is not in the process: the
+        media service at ``media_url``, with a token minted here; or nothing (warned once)."""
+        if self.media_catalog is not None:
+            self.media_checked = "local"  # the media role's store, read directly
+            return
+        url = self.config.media_url
+        if not url:
+            log.warning(
+                "router %d: media references are not checked: no media role in this process and no "
+                "media_url (--media); image and voice messages naming any blob are accepted",
+                router_id,
+            )
+            return
+        from imsdk_server.media import HttpMediaCatalog
+
+        verifier = self._verifier()  # the key ring: loaded (or the auth service's) before anything starts
+        self.service_token = ServiceToken(
+            lambda: verifier.ring, f"router-{router_id}", metrics=self.metrics.child("router")
+        )
+        catalog = HttpMediaCatalog(url, token=self.service_token, metrics=self.metrics)
+        stack.push_async_callback(catalog.aclose)
+        self.media_catalog, self.media_checked = catalog, catalog.base_url
+        log.info("router %d: media references checked at %s", router_id, catalog.base_url)
 
     # -- notification server and profile push ----------------------------------------------------------------
 
@@ -885,7 +978,7 @@ class AllInOne:
                 "links_ready": len(self.access_hub.ready_links()) if self.access_hub is not None else 0,
             }
         if self.router is not None:
-            body["router"] = {"server_id": self.router.config.server_id}
+            body["router"] = {"server_id": self.router.config.server_id, "media": self.media_checked}
         if self.notify_server is not None:
             body["notify"] = {
                 "server_id": self.notify_server.identity.server_id,

@@ -294,6 +294,7 @@ def test_the_configuration_example_of_the_deployment_page_loads() -> None:
     assert config.registry.startswith("zookeeper://")
     assert config.database is not None
     assert config.database.startswith("mysql://")
+    assert config.media_url.startswith("http://")  # routers check media at the media service
     assert set(config.components) == {"auth", "access", "access_manager", "notify", "links"}
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imsdk_server._cli import EXIT_FAILURE, EXIT_USAGE, main
+from imsdk_server._cli import EXIT_FAILURE, EXIT_USAGE, _build_parser, _serve_overrides, main
+from imsdk_server.allinone import load_serve_config
 from tests.allinone._wire import free_port
 
 BAD_TOML = "[server\nhttp = 1\n"
@@ -75,6 +76,36 @@ CASES: list[tuple[str, list[str], dict[str, str], int, str]] = [
         EXIT_USAGE,
         "no token key ring at /nonexistent/keys.json",
     ),
+    (
+        "bad --media",
+        ["serve", "router", "--media", "media.local:8300"],
+        {},
+        EXIT_USAGE,
+        "--media 'media.local:8300': expected the media service's base URL",
+    ),
+    (
+        "bad media_url",
+        ["serve", "router", "--config", "{t}"],
+        {"t": '[server]\nmedia_url = "ftp://media"\n'},
+        EXIT_USAGE,
+        "--media 'ftp://media': expected the media service's base URL",
+    ),
+    (
+        "a router given --media needs the key ring to mint its token",
+        [
+            "serve",
+            "router",
+            "--http",
+            "127.0.0.1:0",
+            "--media",
+            "http://127.0.0.1:9",
+            "--key-file",
+            "/nonexistent/keys.json",
+        ],
+        {},
+        EXIT_USAGE,
+        "no token key ring at /nonexistent/keys.json",
+    ),
     ("user add without password", ["user", "add", "bob"], {}, EXIT_USAGE, "no password: give --password"),
     (
         "user add with a bad server",
@@ -133,10 +164,38 @@ def test_port_in_use(which: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert lines == [f"imsdk: cannot listen on 127.0.0.1:{port}: address already in use"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "file", "expected"),
+    [
+        ([], "", ""),
+        (["--media", "http://10.0.0.12:8300/"], "", "http://10.0.0.12:8300/"),
+        (["--config", "{f}"], 'media_url = "http://m:1"', "http://m:1"),
+        (["--config", "{f}", "--media", "https://cli"], 'media_url = "http://m:1"', "https://cli"),
+    ],
+)
+def test_media_option_reaches_the_configuration(
+    argv: list[str], file: str, expected: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "f.toml", f"[server]\n{file}\n")
+    args = _build_parser().parse_args(["serve", "router", *(a.format(f=path) for a in argv)])
+    config = load_serve_config(args.config, _serve_overrides(args))
+    assert config.media_url == expected
+
+
 def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert main(["serve", "--help"]) == 0
     out, err = capsys.readouterr()
-    for option in ("--config", "--http", "--tcp", "--data", "--queue", "--registry", "--cache", "--database"):
+    for option in (
+        "--config",
+        "--http",
+        "--tcp",
+        "--data",
+        "--queue",
+        "--registry",
+        "--cache",
+        "--database",
+        "--media",
+    ):
         assert option in out
     assert err == ""
