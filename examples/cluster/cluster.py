@@ -8,9 +8,11 @@
 Every process is ``imsdk serve <role> --config cluster.toml`` with its own ``--http`` (and ``--tcp`` for the
 access servers). The backends default to MySQL at 127.0.0.1:3306 (root, database ``test``), Redis at
 127.0.0.1:6379 and ZooKeeper at 127.0.0.1:2181; ``--mysql``, ``--redis`` and ``--zookeeper`` override them.
-The run directory (``--run-dir``, default ``./imsdk-cluster``) keeps the auth server's key ring (which the
-other roles read), the media blobs, one log per process and ``cluster.json``: the processes and addresses.
-``POST /v1/notifications`` of the notify process takes the key in ``<run-dir>/admin-key``.
+The router checks image and voice references at the media process (``--media``, with a token it mints from
+the key ring). The run directory (``--run-dir``, default ``./imsdk-cluster``) keeps the auth server's key
+ring (which the other roles read), the media blobs, one log per process and ``cluster.json``: the
+processes and addresses. ``POST /v1/notifications`` of the notify process takes the key in
+``<run-dir>/admin-key``.
 
 Clients log in at the auth URL, get their access points from the access manager's URL and upload media to
 the media URL (in production a reverse proxy puts the three behind one base URL).
@@ -69,7 +71,7 @@ def plan(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def command(
-    name: str, entry: dict[str, Any], args: argparse.Namespace, run_dir: Path, auth_url: str
+    name: str, entry: dict[str, Any], args: argparse.Namespace, run_dir: Path, urls: dict[str, str]
 ) -> list[str]:
     cmd = [*IMSDK, "serve", entry["role"], "--config", str(CONFIG), "--http", entry["http"], "--name", name]
     if args.mysql:
@@ -81,8 +83,10 @@ def command(
     cmd += ["--key-file", str(run_dir / "auth-keys.json")]
     if entry["role"] == "media":
         cmd += ["--data", str(run_dir)]
+    if entry["role"] == "router":  # media references are checked at the media process
+        cmd += ["--media", urls["media"]]
     if entry["role"] == "access":
-        cmd += ["--tcp", entry["tcp"], "--auth", auth_url]
+        cmd += ["--tcp", entry["tcp"], "--auth", urls["auth"]]
     return cmd
 
 
@@ -107,13 +111,14 @@ def start(args: argparse.Namespace) -> int:
     env = {**os.environ, "IMSDK_ADMIN_KEY": key_file.read_text().strip()}
     processes = plan(args)
     auth_url = f"http://{processes['auth']['http']}"
+    urls = {"auth": auth_url, "media": f"http://{processes['media']['http']}"}
     state = {"run_dir": str(run_dir), "auth": auth_url, "processes": processes}
     for group in GROUPS:
         for name, _ in group:
             entry = processes[name]
             with open(run_dir / f"{name}.log", "ab") as log:
                 proc = subprocess.Popen(
-                    command(name, entry, args, run_dir, auth_url),
+                    command(name, entry, args, run_dir, urls),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,

@@ -1,5 +1,6 @@
 """examples/cluster: start the multi-process cluster on real MySQL, Redis and ZooKeeper, chat through it with
-the client SDK (two access servers, media through the media process), and stop it."""
+the client SDK (two access servers, media through the media process, checked by the router there), and stop
+it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import anyio
 import httpx
 import pytest
 
-from imsdk_client import Client, Endpoint, MessageReceived
-from imsdk_proto.messages import ChatImage, ChatText
+from imsdk_client import Client, Endpoint, MessageReceived, MessageRejected
+from imsdk_proto.codes import ErrorCode
+from imsdk_proto.messages import ChatImage, ChatText, MediaRef
 from imsdk_server._demo import make_png
 from tests.conftest import MySQLTarget, RedisTarget, ZooKeeperTarget
 
@@ -69,6 +71,8 @@ def test_cluster_starts_serves_two_access_servers_and_stops(running: tuple[Path,
     status = cluster("status", run_dir)
     assert status.returncode == 0, status.stdout
     assert status.stdout.count(" healthy\n") == 8
+    router_health = httpx.get(f"http://{processes['router']['http']}/healthz", timeout=10).json()
+    assert router_health["router"]["media"] == f"http://{processes['media']['http']}"  # checked there
 
     auth = state["auth"]
     manager = f"http://{processes['access-manager']['http']}"
@@ -124,6 +128,22 @@ def test_cluster_starts_serves_two_access_servers_and_stops(running: tuple[Path,
                 "from the media process",
             )
             assert await bob.download_media(image.image) == picture
+
+            # an image naming a blob never uploaded: the router asks the media process, which knows no such
+            # blob, and refuses it; nothing is stored or pushed (bob's next message is the text after it)
+            ghost = MediaRef(sha256=bytes(32), mime="image/png", size=100, width=10, height=10)
+            with pytest.raises(MessageRejected) as refused:
+                with anyio.fail_after(15):
+                    await alice.post("bob", ChatImage(image=ghost, caption="never uploaded")).wait()
+            assert refused.value.code is ErrorCode.NOT_FOUND
+            after = await alice.send_text("bob", "after the refusal")
+            with anyio.fail_after(15):
+                async for event in bob.events():
+                    if isinstance(event, MessageReceived):
+                        assert isinstance(event.content, ChatText)
+                        assert event.content.text == "after the refusal"
+                        assert event.conv_seq == after.conv_seq == got[1].conv_seq + 1
+                        break
 
     anyio.run(chat)
     for name in processes:
