@@ -48,6 +48,10 @@ __all__ = [
 class State(Enum):
     """Where a connection is in its life."""
 
+    # Hashed by identity, in C: the state table is looked up with (State, Input) on every frame, and
+    # Enum.__hash__ (hash of the name) is a Python call. Members compare by identity anyway.
+    __hash__ = object.__hash__
+
     AWAIT_HANDSHAKE = "await_handshake"
     """Accepted; the first frame must be a handshake, before the handshake deadline."""
     AUTHENTICATING = "authenticating"
@@ -60,6 +64,8 @@ class State(Enum):
 
 class Input(Enum):
     """What can happen to a connection: frames from the client, answers of the driver, deadlines."""
+
+    __hash__ = object.__hash__  # see State
 
     HANDSHAKE = "handshake"
     HEARTBEAT = "heartbeat"

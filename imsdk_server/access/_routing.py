@@ -107,6 +107,10 @@ class RoutingTable:
             backends = self._routes.get(key)
             if not backends:
                 continue
+            if len(backends) == 1:  # the common case, once per upstream frame: no list to build
+                if backends[0].ready:
+                    return backends[0]
+                continue
             ready = [b for b in backends if b.ready]
             if not ready:
                 continue
@@ -149,10 +153,13 @@ def _rendezvous(uid: str, backends: Sequence[Backend]) -> Backend:
 class LinkBackend:
     """A server-to-server link (:class:`imsdk_server.links.Link`) seen as a :class:`Backend`."""
 
-    __slots__ = ("link",)
+    __slots__ = ("_busy", "link")
 
     def __init__(self, link: Link) -> None:
+        from imsdk_server.links import LinkBusy  # here, not per frame: an import statement costs ~1 µs
+
         self.link = link
+        self._busy = LinkBusy
 
     @property
     def server_id(self) -> int:
@@ -164,11 +171,9 @@ class LinkBackend:
         return self.link.ready
 
     def try_send(self, frame: Frame) -> bool:
-        from imsdk_server.links import LinkBusy
-
         try:
             self.link.send_nowait(frame)
-        except LinkBusy:
+        except self._busy:
             return False
         return True
 

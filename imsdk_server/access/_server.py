@@ -268,6 +268,7 @@ class AccessServer:
         now = self._now()
         encoded: dict[Codec | None, bytes] = {}
         count = 0
+        biz = header.biz
         for conn in targets:
             core = conn.core
             assert core is not None
@@ -275,11 +276,13 @@ class AccessServer:
             data = encoded.get(codec)
             if data is None:
                 try:
+                    # A frame from a link carries the header bytes it arrived with: for a v2 client it
+                    # goes out as it came in, without a header encode.
                     data = encoded[codec] = frame.to_codec(codec or Codec.PROTOBUF).encode()
                 except ProtocolError as exc:
                     self._ctx.error(exc.code)
                     return 0
-            actions = core.send(data, now, header.biz)
+            actions = core.send(data, now, biz)
             if actions:
                 self._apply(conn, actions, now)
             else:

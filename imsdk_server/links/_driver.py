@@ -164,6 +164,7 @@ class Link:
         self._finished = anyio.Event()
         self._closing = False
         self._handling = False  # the reader is inside the application's handler
+        self._handled = False  # a handler ran since the reader last told the core (reader_busy)
         self._flush_on_close = True
         self._scope: anyio.CancelScope | None = None
         self._timer_scope: anyio.CancelScope | None = None
@@ -308,6 +309,13 @@ class Link:
                         break
             except ProtocolError as exc:
                 self._close_now(exc.code, f"bad frame from the peer: {exc}")
+            finally:
+                if self._handled:
+                    # Whatever the peer sent while the handlers ran is read next: the silence was ours,
+                    # not its. Once per read, not per frame: no timer runs between two frames of one read
+                    # unless a handler waits, and while one waits the timer calls reader_busy itself.
+                    self._handled = False
+                    self.core.reader_busy(self._now())
         # The peer closed after our close frame: everything we sent has been read. Done.
         assert self._scope is not None
         self._scope.cancel()
@@ -315,7 +323,10 @@ class Link:
     async def _on_frame(self, frame: Frame) -> None:
         header = frame.header
         biz = header.biz
-        self._m.frame_in(biz).inc()
+        counter = self._m._in.get(biz)
+        if counter is None:
+            counter = self._m.frame_in(biz)
+        counter.value += 1
         now = self._now()
         if biz != _LINK:
             actions = self.core.receive_data(now)
@@ -324,7 +335,7 @@ class Link:
                 if self._closing:
                     return
             if self._handler is not None:
-                self._handling = True
+                self._handling = self._handled = True
                 try:
                     await self._handler(self, frame)
                 except Exception:
@@ -332,8 +343,6 @@ class Link:
                     log.exception("link %s: the frame handler failed on %r", self._name(), header)
                 finally:
                     self._handling = False
-                    # Whatever the peer sent meanwhile is read next: the silence was ours, not its.
-                    self.core.reader_busy(self._now())
             return
         if header.flags & _ERROR:
             report = frame.body_as(ErrorReport)
@@ -420,9 +429,14 @@ class Link:
 
     def _push(self, data: bytes, biz: int) -> None:
         self._queue.append(data)
-        self._buffered += len(data)
-        self._m.send_buffer.inc(len(data))
-        self._m.frame_out(biz).inc()
+        size = len(data)
+        self._buffered += size
+        m = self._m
+        m.send_buffer.value += size
+        counter = m._out.get(biz) if type(biz) is int else None
+        if counter is None:
+            counter = m.frame_out(biz)
+        counter.value += 1
         wake = self._wake
         if wake is not None:
             wake.set()
