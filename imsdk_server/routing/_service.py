@@ -25,6 +25,7 @@ not-ready → drain → stop). The protocol is in ``docs/delivery.md``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
+import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
 from imsdk_proto._frame import Frame
@@ -320,6 +322,7 @@ class RouterService:
         self.core = RouterCore(config, metrics=self.metrics, verify_media=media is not None)
         self.writer = GroupCommitWriter(store, max_batch=max_batch, max_delay=max_delay, metrics=self.metrics)
         self._clock = clock
+        self._monotonic = monotonic
         self._now = monotonic
         self._nowait = downstream.send_nowait if isinstance(downstream, _NowaitDownstream) else None
         self._outbox_limit = outbox_limit
@@ -357,6 +360,11 @@ class RouterService:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once online notices are subscribed."""
+        self._now = self._monotonic
+        if self._now is anyio.current_time and sniffio.current_async_library() == "asyncio":
+            # anyio.current_time on asyncio is the running loop's time(), reached through two calls: bind
+            # the loop's method once (the same clock; several calls per message add up).
+            self._now = asyncio.get_running_loop().time
         notices = self.presence.subscribe(f"router-{self.config.server_id}")
         try:
             async with anyio.create_task_group() as tg:
