@@ -26,6 +26,7 @@ not-ready → drain → stop). The protocol is in ``docs/delivery.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -37,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
-import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
 from imsdk_proto._frame import Frame
@@ -361,10 +361,11 @@ class RouterService:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once online notices are subscribed."""
         self._now = self._monotonic
-        if self._now is anyio.current_time and sniffio.current_async_library() == "asyncio":
+        if self._now is anyio.current_time:
             # anyio.current_time on asyncio is the running loop's time(), reached through two calls: bind
             # the loop's method once (the same clock; several calls per message add up).
-            self._now = asyncio.get_running_loop().time
+            with contextlib.suppress(RuntimeError):  # no asyncio loop (another backend): keep anyio's clock
+                self._now = asyncio.get_running_loop().time
         notices = self.presence.subscribe(f"router-{self.config.server_id}")
         try:
             async with anyio.create_task_group() as tg:
