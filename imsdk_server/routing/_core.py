@@ -77,7 +77,7 @@ class DeviceLocation:
     access_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SendFrame:
     """Send a frame (header + v2 body) to access server ``access_id``, which delivers it by the header's
     receiver."""
@@ -87,7 +87,7 @@ class SendFrame:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class QueryPresence:
     """Ask the location service whether ``uid`` exists and which of its devices are online; answer with
     :meth:`RouterCore.presence_answered`."""
@@ -105,7 +105,7 @@ class CheckMedia:
     media_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AppendMessage:
     """Store ``message`` durably (group commit, in submission order); answer with
     :meth:`RouterCore.append_committed` or :meth:`RouterCore.append_failed`."""
@@ -148,6 +148,8 @@ class StoreAck:
     up_to_seq: int
 
 
+# The three actions every relayed message produces are plain slots dataclasses (equal and hashable by value as
+# the others, but built without the per-field object.__setattr__ of a frozen one); nothing mutates an action.
 Action = SendFrame | QueryPresence | CheckMedia | AppendMessage | LoadPending | LoadRange | StoreAck
 
 # -- body helpers --------------------------------------------------------------------------------------------
