@@ -9,10 +9,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests import _services as services
+
+if TYPE_CHECKING:
+    from imsdk_server.backends.sql import MySQLDatabase
 
 
 @pytest.fixture
@@ -28,6 +32,19 @@ class MySQLTarget:
     user: str
     password: str
     database: str
+
+    def open(self, **options: Any) -> MySQLDatabase:
+        """The suite's SQL connection abstraction on this database (``options`` as for MySQLDatabase)."""
+        from imsdk_server.backends.sql import MySQLDatabase
+
+        return MySQLDatabase(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            **options,
+        )
 
 
 @pytest.fixture

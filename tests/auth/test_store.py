@@ -9,7 +9,7 @@ import pytest
 
 from imsdk_server.auth import SCHEMA_VERSION, SchemaTooNew, SQLUserStore, UserStore
 from imsdk_server.auth.conformance import CHECKS
-from imsdk_server.backends.sql import MySQLDatabase, SQLiteDatabase
+from imsdk_server.backends.sql import SQLiteDatabase
 from tests.conftest import MySQLTarget
 
 pytestmark = pytest.mark.anyio
@@ -38,13 +38,7 @@ async def test_sqlite_file(check: Check, tmp_path: Path) -> None:
 @pytest.mark.mysql
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 async def test_mysql(check: Check, mysql_db: MySQLTarget) -> None:
-    db = MySQLDatabase(
-        host=mysql_db.host,
-        port=mysql_db.port,
-        user=mysql_db.user,
-        password=mysql_db.password,
-        database=mysql_db.database,
-    )
+    db = mysql_db.open()
     store = await SQLUserStore.open(db)
     try:
         await check(store)

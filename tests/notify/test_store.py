@@ -46,23 +46,13 @@ async def test_sqlite_conformance(check: Check, tmp_path: Path) -> None:
         await store.aclose()
 
 
-def _mysql(target: MySQLTarget) -> MySQLDatabase:
-    return MySQLDatabase(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        database=target.database,
-    )
-
-
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 async def test_mysql_conformance(check: Check, mysql_db: MySQLTarget) -> None:
-    store = SQLNotificationStore(_mysql(mysql_db))
+    store = SQLNotificationStore(mysql_db.open())
     await store.setup()
 
     async def reopen() -> NotificationStore:
-        other = SQLNotificationStore(_mysql(mysql_db))
+        other = SQLNotificationStore(mysql_db.open())
         await other.setup()
         return other
 
@@ -86,7 +76,7 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
 
 
 async def test_mysql_refuses_a_newer_schema(mysql_db: MySQLTarget) -> None:
-    store = SQLNotificationStore(_mysql(mysql_db))
+    store = SQLNotificationStore(mysql_db.open())
     await store.setup()
     await store.database.execute("UPDATE notify_schema_version SET version = 99 WHERE id = 1")
     with pytest.raises(SchemaMismatch):

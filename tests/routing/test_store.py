@@ -49,24 +49,13 @@ async def test_sqlite_conformance(check: Check, tmp_path: Path) -> None:
         await store.aclose()
 
 
-def _mysql(target: MySQLTarget, **kwargs: object) -> MySQLDatabase:
-    return MySQLDatabase(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        database=target.database,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 async def test_mysql_conformance(check: Check, mysql_db: MySQLTarget) -> None:
-    store = SQLMessageStore(_mysql(mysql_db))
+    store = SQLMessageStore(mysql_db.open())
     await store.setup()
 
     async def reopen() -> MessageStore:
-        other = SQLMessageStore(_mysql(mysql_db))
+        other = SQLMessageStore(mysql_db.open())
         await other.setup()
         return other
 
@@ -123,7 +112,7 @@ async def test_mysql_pooled_connection_killed_between_calls_is_redialled(mysql_d
     (A connection lost in the middle of a transaction fails that call with StorageUnavailable; that case is
     covered by the SQL helper's own tests.)
     """
-    store = SQLMessageStore(_mysql(mysql_db, max_connections=1))
+    store = SQLMessageStore(mysql_db.open(max_connections=1))
     await store.setup()
     await store.append([msg("a", "b", 1)])
     row = await store.database.fetchone("SELECT CONNECTION_ID()")
