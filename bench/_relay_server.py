@@ -150,7 +150,7 @@ def serve(ring_path: str, data_dir: str, cpu: int) -> None:
         verifier = LocalTokenVerifier(TokenVerifier(KeyRing.load(ring_path)))
         queues = MemoryQueueHub()
         registry = await MemoryRegistryHub().connect()
-        store = SQLMessageStore(SQLiteDatabase(str(Path(data_dir) / "messages.db")))
+        store = SQLMessageStore(SQLiteDatabase(str(Path(data_dir) / "messages.db")), metrics=metrics)
         await store.setup()
         location = LocationService(queue=await queues.connect(block=0.05), metrics=metrics)
         router = RouterServer(

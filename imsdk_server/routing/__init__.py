@@ -29,6 +29,7 @@ from imsdk_server.routing._service import PresenceSource as PresenceSource
 from imsdk_server.routing._service import RouterServer as RouterServer
 from imsdk_server.routing._service import RouterService as RouterService
 from imsdk_server.routing._service import UserDirectory as UserDirectory
+from imsdk_server.routing._store import AckPosition as AckPosition
 from imsdk_server.routing._store import AppendResult as AppendResult
 from imsdk_server.routing._store import InvalidMessage as InvalidMessage
 from imsdk_server.routing._store import MessageStore as MessageStore
@@ -49,6 +50,7 @@ __all__ = [
     "ROUTER_ROLE",
     "SCHEMA_VERSION",
     "Action",
+    "AckPosition",
     "AppendMessage",
     "AppendResult",
     "CachedMessageStore",

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from imsdk_server.backends.cache import Cache, CacheUnavailable
 from imsdk_server.metrics import Metrics
 from imsdk_server.routing._store import (
+    AckPosition,
     AppendResult,
     MessageStore,
     NewMessage,
@@ -147,6 +148,9 @@ class CachedMessageStore:
 
     async def ack(self, uid: str, device: str, conversation: str, up_to_seq: int) -> int:
         return await self._store.ack(uid, device, conversation, up_to_seq)
+
+    async def ack_many(self, acks: Sequence[AckPosition]) -> list[int]:
+        return await self._store.ack_many(acks)
 
     async def acked(self, uid: str, device: str, conversation: str) -> int:
         return await self._store.acked(uid, device, conversation)

@@ -617,14 +617,14 @@ class RouterService:
             self._acks_writing = True
             failed = False
             try:
-                for (uid, device, conversation), seq in batch.items():
-                    try:
-                        await self.store.ack(uid, device, conversation, seq)
-                    except _STORE_ERRORS:
-                        self._m_ack_errors.inc()
-                        failed = True
-                        if seq > self._acks.get((uid, device, conversation), 0):
-                            self._acks[(uid, device, conversation)] = seq
+                # every ack that came in since the last write, in one transaction
+                await self.store.ack_many([(*key, seq) for key, seq in batch.items()])
+            except _STORE_ERRORS:
+                self._m_ack_errors.inc()
+                failed = True
+                for key, seq in batch.items():
+                    if seq > self._acks.get(key, 0):
+                        self._acks[key] = seq
             finally:
                 self._acks_writing = False
             if failed:  # keep what failed, try again later (an ack only ever grows)

@@ -25,6 +25,7 @@ from imsdk_proto.codes import ErrorCode
 from imsdk_proto.errors import CodedError
 
 __all__ = [
+    "AckPosition",
     "AppendResult",
     "InvalidMessage",
     "MessageStore",
@@ -129,6 +130,9 @@ class StoredRecord:
     created_ms: int
 
 
+AckPosition = tuple[str, str, str, int]
+"""One device's cumulative ack: ``(uid, device, conversation, up_to_seq)``."""
+
 PendingCursor = tuple[str, int]
 """Where a page of pending messages ended: ``(conversation, conv_seq)`` of its last message."""
 
@@ -171,6 +175,15 @@ class MessageStore(Protocol):
 
         Cumulative: the stored ack only grows, and is clamped to the conversation's last sequence. Returns
         the ack now in force.
+        """
+        ...
+
+    async def ack_many(self, acks: Sequence[AckPosition]) -> list[int]:
+        """:meth:`ack` for many devices and conversations in one transaction; one result per entry, in order.
+
+        Receivers ack often and together; folding their acks into one transaction costs one commit instead
+        of one each. Entries for the same device and conversation count as the highest of them. Either
+        every ack of the call is recorded or none is.
         """
         ...
 

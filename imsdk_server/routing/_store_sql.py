@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from imsdk_server.backends.sql import (
     Dialect,
@@ -29,6 +30,7 @@ from imsdk_server.backends.sql import (
 )
 from imsdk_server.metrics import Metrics
 from imsdk_server.routing._store import (
+    AckPosition,
     AppendResult,
     InvalidMessage,
     NewMessage,
@@ -49,6 +51,7 @@ _I64 = 1 << 63
 _KEY_CHUNK = 100
 _INSERT_CHUNK = 100
 _INTEGRITY_RETRIES = 3
+_K = TypeVar("_K")
 
 _COLUMNS = (
     "id, conversation, conv_seq, sender_uid, sender_device, client_msg_id, receiver_uid, content_type, body, "
@@ -105,6 +108,7 @@ class _Statements:
     bump_seq: str
     read_seq_locked: str
     upsert_ack: str
+    """What follows the rows of ``INSERT INTO msg_acks ... VALUES``: keep the higher of the two acks."""
     claim_writer: str | None
     """Run first in an append: SQLite takes its write lock here (waiting out other writers) rather than
     failing at the first insert because another connection wrote after this transaction's first read."""
@@ -128,8 +132,8 @@ _SQLITE = _Statements(
     bump_seq="INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)"
     " ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
     read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ?",
-    upsert_ack="INSERT INTO msg_acks (uid, device, conversation, acked_seq) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (uid, device, conversation) DO UPDATE SET acked_seq = MAX(acked_seq, excluded.acked_seq)",
+    upsert_ack=" ON CONFLICT (uid, device, conversation)"
+    " DO UPDATE SET acked_seq = MAX(acked_seq, excluded.acked_seq)",
     claim_writer="UPDATE msg_schema_version SET version = version WHERE id = 1",
 )
 
@@ -155,8 +159,7 @@ _MYSQL = _Statements(
     bump_seq="INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)"
     " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
     read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ? FOR UPDATE",
-    upsert_ack="INSERT INTO msg_acks (uid, device, conversation, acked_seq) VALUES (?, ?, ?, ?)"
-    " ON DUPLICATE KEY UPDATE acked_seq = GREATEST(acked_seq, VALUES(acked_seq))",
+    upsert_ack=" ON DUPLICATE KEY UPDATE acked_seq = GREATEST(acked_seq, VALUES(acked_seq))",
     claim_writer=None,
 )
 
@@ -179,7 +182,7 @@ def _record(row: Sequence[object]) -> StoredRecord:
     )
 
 
-def _chunks(items: Sequence[tuple[str, str, int]], size: int) -> Iterable[Sequence[tuple[str, str, int]]]:
+def _chunks(items: Sequence[_K], size: int) -> Iterable[Sequence[_K]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -198,6 +201,7 @@ class SQLMessageStore:
         self._m_appended = m.counter("messages_appended_total")
         self._m_duplicates = m.counter("duplicates_total")
         self._m_transactions = m.counter("append_transactions_total")
+        self._m_ack_transactions = m.counter("ack_transactions_total")
         self._m_conflicts = m.counter("append_conflicts_total")
         self._m_batch = m.histogram("append_batch_size", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
         self._m_latency = m.histogram("append_seconds")
@@ -364,19 +368,54 @@ class SQLMessageStore:
     # -- acks -----------------------------------------------------------------------------------------------
 
     async def ack(self, uid: str, device: str, conversation: str, up_to_seq: int) -> int:
-        def tx(cur: SQLCursor) -> int:
-            row = cur.fetchone("SELECT last_seq FROM msg_conversations WHERE id = ?", (conversation,))
-            last = 0 if row is None else int(row[0])
-            target = min(max(0, up_to_seq), last)
-            if target > 0:
-                cur.execute(self._sql.upsert_ack, (uid, device, conversation, target))
-            now = cur.fetchone(
-                "SELECT acked_seq FROM msg_acks WHERE uid = ? AND device = ? AND conversation = ?",
-                (uid, device, conversation),
-            )
-            return 0 if now is None else int(now[0])
+        return (await self.ack_many([(uid, device, conversation, up_to_seq)]))[0]
 
-        return await self._db.transaction(tx)
+    async def ack_many(self, acks: Sequence[AckPosition]) -> list[int]:
+        if not acks:
+            return []
+        # the same device and conversation twice: the higher ack is the one that counts
+        wanted: dict[tuple[str, str, str], int] = {}
+        for uid, device, conversation, seq in acks:
+            key = (uid, device, conversation)
+            wanted[key] = max(seq, wanted.get(key, seq))
+        keys = list(wanted)
+
+        def tx(cur: SQLCursor) -> dict[tuple[str, str, str], int]:
+            if self._sql.claim_writer is not None:
+                cur.execute(self._sql.claim_writer)
+            last: dict[str, int] = {}
+            conversations = list(dict.fromkeys(conv for _, _, conv in keys))
+            for i in range(0, len(conversations), _KEY_CHUNK):
+                chunk = conversations[i : i + _KEY_CHUNK]
+                marks = ", ".join(["?"] * len(chunk))
+                sql = f"SELECT id, last_seq FROM msg_conversations WHERE id IN ({marks})"
+                last.update((str(conv), int(seq)) for conv, seq in cur.fetchall(sql, chunk))
+            rows_in: list[object] = []
+            for uid, device, conversation in keys:
+                target = min(max(0, wanted[(uid, device, conversation)]), last.get(conversation, 0))
+                if target > 0:
+                    rows_in += (uid, device, conversation, target)
+            for i in range(0, len(rows_in), 4 * _INSERT_CHUNK):
+                chunk_in = rows_in[i : i + 4 * _INSERT_CHUNK]
+                values = ", ".join(["(?, ?, ?, ?)"] * (len(chunk_in) // 4))
+                cur.execute(
+                    f"INSERT INTO msg_acks (uid, device, conversation, acked_seq) VALUES {values}"
+                    + self._sql.upsert_ack,
+                    chunk_in,
+                )
+            now: dict[tuple[str, str, str], int] = {}
+            for chunk_keys in _chunks(keys, _KEY_CHUNK):
+                where = " OR ".join(["(uid = ? AND device = ? AND conversation = ?)"] * len(chunk_keys))
+                params = [v for key in chunk_keys for v in key]
+                for uid, device, conversation, seq in cur.fetchall(
+                    f"SELECT uid, device, conversation, acked_seq FROM msg_acks WHERE {where}", params
+                ):
+                    now[(str(uid), str(device), str(conversation))] = int(seq)
+            return now
+
+        now = await self._db.transaction(tx)
+        self._m_ack_transactions.inc()
+        return [now.get((uid, device, conversation), 0) for uid, device, conversation, _ in acks]
 
     async def acked(self, uid: str, device: str, conversation: str) -> int:
         row = await self._db.fetchone(

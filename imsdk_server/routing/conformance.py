@@ -182,6 +182,34 @@ async def check_pending_and_cumulative_ack(h: Harness) -> None:
     assert await s.acked("q", "q", conv) == 0
 
 
+async def check_ack_many(h: Harness) -> None:
+    """Many acks in one call: each is clamped and never goes backwards, the same key twice counts as the
+    higher, the results come back in call order, and a large call (more than one statement's worth) works."""
+    s = h.store
+    ab, cb = conversation_id("a", "b"), conversation_id("c", "b")
+    await s.append([msg("a", "b", i) for i in range(1, 6)] + [msg("c", "b", i) for i in range(1, 4)])
+    assert await s.ack("b", "phone", ab, 4) == 4
+    assert await s.ack_many([]) == []
+    got = await s.ack_many(
+        [
+            ("b", "phone", ab, 2),  # behind the stored 4: stays 4
+            ("b", "laptop", ab, 9),  # clamped to 5
+            ("b", "phone", cb, 1),
+            ("b", "phone", cb, 3),  # the same key again: the higher one counts
+            ("b", "phone", conversation_id("b", "nobody"), 5),  # no such conversation
+            ("b", "tablet", ab, 0),
+        ]
+    )
+    assert got == [4, 5, 3, 3, 0, 0]
+    assert [await s.acked("b", d, ab) for d in ("phone", "laptop", "tablet")] == [4, 5, 0]
+    assert await s.pending("b", "phone", None, 100) == [r for r in await s.pull(ab, 5, 5, 10)]
+    senders = [f"s{i:03d}" for i in range(250)]
+    await s.append([msg(snd, "r", 1) for snd in senders] + [msg(snd, "r", 2) for snd in senders])
+    got = await s.ack_many([("r", "d", conversation_id(snd, "r"), 2) for snd in senders])
+    assert got == [2] * 250
+    assert await s.pending("r", "d", None, 10) == []
+
+
 async def check_pending_pages_across_conversations(h: Harness) -> None:
     """Pending spans conversations in (conversation, sequence) order and pages by cursor without loss."""
     s = h.store
@@ -287,6 +315,7 @@ async def check_unreachable_database(h: Harness) -> None:
             store.pull("c", 0, 0, 10),
             store.pending("a", "d", None, 10),
             store.ack("a", "d", "c", 1),
+            store.ack_many([("a", "d", "c", 1)]),
         ):
             try:
                 await call
@@ -311,6 +340,7 @@ CHECKS: tuple[Callable[[Harness], Awaitable[None]], ...] = (
     check_full_range_ids_and_binary_bodies,
     check_pull_ranges,
     check_pending_and_cumulative_ack,
+    check_ack_many,
     check_pending_pages_across_conversations,
     check_concurrent_appends_one_conversation,
     check_two_stores_share_sequences,
