@@ -112,11 +112,16 @@ class SQLDatabase:
         self._limiter = limiter
         self._closed = False
 
-    async def transaction(self, fn: Callable[[SQLCursor], T]) -> T:
-        """Run ``fn`` on a worker thread inside one transaction; commit on return, roll back on raise."""
+    async def transaction(self, fn: Callable[[SQLCursor], T], *, write: bool = False) -> T:
+        """Run ``fn`` on a worker thread inside one transaction; commit on return, roll back on raise.
+
+        ``write=True`` says the transaction will write: on SQLite it then takes the write lock when it
+        begins (waiting out other writers up to the busy timeout) instead of failing at its first write
+        because another connection wrote after its first read. MySQL's row locks need no such hint.
+        """
         if self._closed:
             raise StorageUnavailable("database is closed")
-        return await anyio.to_thread.run_sync(self._run_transaction, fn, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(self._run_transaction, fn, write, limiter=self._limiter)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement in its own transaction; returns the affected row count."""
@@ -137,7 +142,7 @@ class SQLDatabase:
         self._closed = True
         await anyio.to_thread.run_sync(self._close_all, limiter=self._limiter)
 
-    def _run_transaction(self, fn: Callable[[SQLCursor], T]) -> T:  # pragma: no cover - abstract
+    def _run_transaction(self, fn: Callable[[SQLCursor], T], write: bool) -> T:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _close_all(self) -> None:  # pragma: no cover - abstract
@@ -192,11 +197,11 @@ class SQLiteDatabase(SQLDatabase):
             self._conn = conn
         return self._conn
 
-    def _run_transaction(self, fn: Callable[[SQLCursor], T]) -> T:
+    def _run_transaction(self, fn: Callable[[SQLCursor], T], write: bool) -> T:
         with self._lock:
             conn = self._connection()
             try:
-                conn.execute("BEGIN")
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     result = fn(_SQLiteCursor(conn))
                 except BaseException:
@@ -321,7 +326,7 @@ class MySQLDatabase(SQLDatabase):
             write_timeout=max(1, round(self._io_timeout)),
         )
 
-    def _run_transaction(self, fn: Callable[[SQLCursor], T]) -> T:
+    def _run_transaction(self, fn: Callable[[SQLCursor], T], write: bool) -> T:
         import pymysql
 
         with self._lock:

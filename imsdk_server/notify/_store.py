@@ -107,7 +107,6 @@ class _Statements:
     upsert: str
     read_locked: str
     """Read a key's version as committed now (MySQL's plain reads see the transaction's snapshot)."""
-    claim_writer: str | None
 
 
 _COLUMNS = "uid, type, merge_key, version, payload, created_ms, acked_ms"
@@ -127,7 +126,6 @@ _SQLITE = _Statements(
     " payload = excluded.payload, created_ms = excluded.created_ms, acked_ms = 0"
     " WHERE excluded.version > notify_latest.version",
     read_locked="SELECT version FROM notify_latest WHERE uid = ? AND type = ? AND merge_key = ?",
-    claim_writer="UPDATE notify_schema_version SET version = version WHERE id = 1",
 )
 
 _MYSQL_TABLE = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -149,7 +147,6 @@ _MYSQL = _Statements(
     " acked_ms = IF(VALUES(version) > version, 0, acked_ms),"
     " version = GREATEST(version, VALUES(version))",
     read_locked="SELECT version FROM notify_latest WHERE uid = ? AND type = ? AND merge_key = ? FOR UPDATE",
-    claim_writer=None,
 )
 
 _DIALECT_SQL = {Dialect.SQLITE: _SQLITE, Dialect.MYSQL: _MYSQL}
@@ -203,8 +200,6 @@ class SQLNotificationStore:
         key = (n.uid, n.type, n.merge_key)
 
         def tx(cur: SQLCursor) -> UpsertResult:
-            if self._sql.claim_writer is not None:
-                cur.execute(self._sql.claim_writer)
             select = "SELECT version FROM notify_latest WHERE uid = ? AND type = ? AND merge_key = ?"
             before = cur.fetchone(select, key)
             cur.execute(self._sql.upsert, (*key, n.notify_id, n.payload, n.created_ms))
@@ -218,7 +213,7 @@ class SQLNotificationStore:
                 return UpsertResult.SUPERSEDED  # a concurrent newer write committed in between
             return UpsertResult.STORED
 
-        result = await self._db.transaction(tx)
+        result = await self._db.transaction(tx, write=True)
         self._m_upserts[result].inc()
         return result
 

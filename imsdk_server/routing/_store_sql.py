@@ -1,20 +1,25 @@
 """The message store on SQL: SQLite (embedded) and MySQL/MariaDB, over :mod:`imsdk_server.backends.sql`.
 
-One class serves both engines; the few statements that differ (DDL, the sequence upsert, a locking read) are
-in :data:`_DIALECT_SQL`. One :meth:`SQLMessageStore.append` call is one transaction:
+One class serves both engines; the few statements that differ (DDL, the sequence upsert, a locking read,
+``RETURNING``) are in :data:`_DIALECT_SQL`. One :meth:`SQLMessageStore.append` call is one transaction:
 
-1. look the batch's idempotency keys up (resends get the original row back);
-2. for each conversation, in sorted order, add the number of new messages to its ``last_seq`` row with an
-   upsert, which locks the row until commit, and read the new value back: that range is ours;
-3. insert the new rows with multi-row ``INSERT`` statements;
-4. read their server ids back by key.
+1. for each conversation, in sorted order, add the number of new messages to its ``last_seq`` row with an
+   upsert, which locks the row until commit, and read the new value back: that range is ours (SQLite: one
+   multi-row upsert whose ``RETURNING`` gives every new value);
+2. insert the new rows with multi-row ``INSERT`` statements (SQLite: ``RETURNING`` their server ids);
+3. MySQL: read their server ids back by key.
 
-A rollback undoes the ``last_seq`` change with the rows, so committed messages leave no gaps. Two processes
-storing the same key at once collide on the unique key; the loser retries and then finds the winner's row.
+A rollback undoes the ``last_seq`` change with the rows, so committed messages leave no gaps. The first try
+does not look the idempotency keys up: a resend collides on the unique key (sender, device, client id), the
+transaction rolls back, and the next try looks every key up first and gives resends the original row back.
+Two processes storing the same key at once collide the same way; the loser retries and finds the winner's
+row.
 """
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -105,13 +110,14 @@ _CONTENT_TYPE_END = 1 << 31
 @dataclass(frozen=True)
 class _Statements:
     ddl: tuple[str, ...]
-    bump_seq: str
+    bump_suffix: str
+    """What follows the rows of ``INSERT INTO msg_conversations ... VALUES``: add to ``last_seq``."""
     read_seq_locked: str
     upsert_ack: str
+    returning: bool
+    """The engine has ``INSERT ... RETURNING`` (SQLite 3.35+): sequences and ids come back from the
+    statements that make them, not from reads after them."""
     """What follows the rows of ``INSERT INTO msg_acks ... VALUES``: keep the higher of the two acks."""
-    claim_writer: str | None
-    """Run first in an append: SQLite takes its write lock here (waiting out other writers) rather than
-    failing at the first insert because another connection wrote after this transaction's first read."""
 
 
 _SQLITE = _Statements(
@@ -129,12 +135,11 @@ _SQLITE = _Statements(
         "CREATE TABLE IF NOT EXISTS msg_acks (uid TEXT NOT NULL, device TEXT NOT NULL,"
         " conversation TEXT NOT NULL, acked_seq INTEGER NOT NULL, PRIMARY KEY (uid, device, conversation))",
     ),
-    bump_seq="INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
+    bump_suffix=" ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
     read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ?",
     upsert_ack=" ON CONFLICT (uid, device, conversation)"
     " DO UPDATE SET acked_seq = MAX(acked_seq, excluded.acked_seq)",
-    claim_writer="UPDATE msg_schema_version SET version = version WHERE id = 1",
+    returning=sqlite3.sqlite_version_info >= (3, 35),
 )
 
 _MYSQL_TABLE = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -156,11 +161,10 @@ _MYSQL = _Statements(
         " conversation VARCHAR(255) NOT NULL, acked_seq BIGINT NOT NULL,"
         " PRIMARY KEY (uid, device, conversation))" + _MYSQL_TABLE,
     ),
-    bump_seq="INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)"
-    " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
+    bump_suffix=" ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
     read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ? FOR UPDATE",
     upsert_ack=" ON DUPLICATE KEY UPDATE acked_seq = GREATEST(acked_seq, VALUES(acked_seq))",
-    claim_writer=None,
+    returning=False,
 )
 
 _DIALECT_SQL = {Dialect.SQLITE: _SQLITE, Dialect.MYSQL: _MYSQL}
@@ -233,11 +237,13 @@ class SQLMessageStore:
         batch = list(messages)
         for attempt in range(_INTEGRITY_RETRIES):
             try:
-                results = await self._db.transaction(lambda cur: self._append_tx(cur, batch))
+                # The first try inserts at once: resends are rare, and the unique key on (sender, device,
+                # client id) refuses one anyway. Then the whole transaction rolls back and the next try
+                # looks the keys up first, which is also what finds a row another process has just stored.
+                tx = functools.partial(self._append_tx, batch=batch, look_up=attempt > 0)
+                results = await self._db.transaction(tx, write=True)
                 break
             except IntegrityViolation:
-                # Another process stored one of these keys (or the same sequence) between our look-up and
-                # our insert; the whole transaction rolled back. Look again: the row is there now.
                 self._m_conflicts.inc()
                 if attempt == _INTEGRITY_RETRIES - 1:
                     raise
@@ -269,11 +275,8 @@ class SQLMessageStore:
                 )
         return found
 
-    def _append_tx(self, cur: SQLCursor, batch: list[NewMessage]) -> list[AppendResult]:
-        if self._sql.claim_writer is not None:
-            cur.execute(self._sql.claim_writer)
-        keys = list(dict.fromkeys(m.key for m in batch))
-        existing = self._lookup(cur, keys)
+    def _append_tx(self, cur: SQLCursor, batch: list[NewMessage], look_up: bool) -> list[AppendResult]:
+        existing = self._lookup(cur, list(dict.fromkeys(m.key for m in batch))) if look_up else {}
         fresh: list[NewMessage] = []
         counts: dict[str, int] = {}
         claimed: set[tuple[str, str, int]] = set()
@@ -284,13 +287,7 @@ class SQLMessageStore:
             fresh.append(msg)
             counts[msg.conversation] = counts.get(msg.conversation, 0) + 1
         if fresh:
-            next_seq: dict[str, int] = {}
-            for conv in sorted(counts):  # one lock order for every transaction: no cycles
-                n = counts[conv]
-                cur.execute(self._sql.bump_seq, (conv, n))
-                row = cur.fetchone(self._sql.read_seq_locked, (conv,))
-                assert row is not None
-                next_seq[conv] = int(row[0]) - n + 1
+            next_seq = self._reserve(cur, counts)
             rows: list[tuple[object, ...]] = []
             for msg in fresh:
                 seq = next_seq[msg.conversation]
@@ -308,17 +305,29 @@ class SQLMessageStore:
                         msg.created_ms,
                     )
                 )
+            returning = " RETURNING conversation, conv_seq, id" if self._sql.returning else ""
+            ids: dict[tuple[str, int], int] = {}
             for i in range(0, len(rows), _INSERT_CHUNK):
                 chunk = rows[i : i + _INSERT_CHUNK]
                 values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-                cur.execute(
+                sql = (
                     "INSERT INTO msg_messages (conversation, conv_seq, sender_uid, sender_device,"
-                    f" client_msg_id, receiver_uid, content_type, body, created_ms) VALUES {values}",
-                    [v for row in chunk for v in row],
-                )
-            stored = self._lookup(cur, [m.key for m in fresh])
-            for key, res in stored.items():
-                existing.setdefault(key, AppendResult(res.server_msg_id, res.conv_seq, res.created_ms))
+                    f" client_msg_id, receiver_uid, content_type, body, created_ms) VALUES {values}"
+                ) + returning
+                params = [v for row in chunk for v in row]
+                if returning:
+                    made = cur.fetchall(sql, params)
+                    ids.update(((str(conv), int(seq)), int(sid)) for conv, seq, sid in made)
+                else:
+                    cur.execute(sql, params)
+            if returning:
+                for msg, row in zip(fresh, rows, strict=True):
+                    seq = int(row[1])  # type: ignore[call-overload]
+                    existing[msg.key] = AppendResult(ids[(msg.conversation, seq)], seq, msg.created_ms)
+            else:
+                stored = self._lookup(cur, [m.key for m in fresh])
+                for key, res in stored.items():
+                    existing.setdefault(key, AppendResult(res.server_msg_id, res.conv_seq, res.created_ms))
         results: list[AppendResult] = []
         first: set[tuple[str, str, int]] = set()
         fresh_keys = {m.key for m in fresh}
@@ -330,6 +339,28 @@ class SQLMessageStore:
             else:
                 results.append(AppendResult(res.server_msg_id, res.conv_seq, res.created_ms, duplicate=True))
         return results
+
+    def _reserve(self, cur: SQLCursor, counts: dict[str, int]) -> dict[str, int]:
+        """Add ``counts`` to the conversations' last sequences; the first sequence each one now owns."""
+        first: dict[str, int] = {}
+        conversations = sorted(counts)  # one lock order for every transaction: no cycles
+        if self._sql.returning:
+            for i in range(0, len(conversations), _INSERT_CHUNK):
+                chunk = conversations[i : i + _INSERT_CHUNK]
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                params = [v for conv in chunk for v in (conv, counts[conv])]
+                sql = f"INSERT INTO msg_conversations (id, last_seq) VALUES {values}{self._sql.bump_suffix}"
+                for conv, last in cur.fetchall(sql + " RETURNING id, last_seq", params):
+                    first[str(conv)] = int(last) - counts[str(conv)] + 1
+            return first
+        for conv in conversations:
+            n = counts[conv]
+            sql = "INSERT INTO msg_conversations (id, last_seq) VALUES (?, ?)" + self._sql.bump_suffix
+            cur.execute(sql, (conv, n))
+            row = cur.fetchone(self._sql.read_seq_locked, (conv,))
+            assert row is not None
+            first[conv] = int(row[0]) - n + 1
+        return first
 
     # -- reads ----------------------------------------------------------------------------------------------
 
@@ -381,8 +412,6 @@ class SQLMessageStore:
         keys = list(wanted)
 
         def tx(cur: SQLCursor) -> dict[tuple[str, str, str], int]:
-            if self._sql.claim_writer is not None:
-                cur.execute(self._sql.claim_writer)
             last: dict[str, int] = {}
             conversations = list(dict.fromkeys(conv for _, _, conv in keys))
             for i in range(0, len(conversations), _KEY_CHUNK):
@@ -413,7 +442,7 @@ class SQLMessageStore:
                     now[(str(uid), str(device), str(conversation))] = int(seq)
             return now
 
-        now = await self._db.transaction(tx)
+        now = await self._db.transaction(tx, write=True)
         self._m_ack_transactions.inc()
         return [now.get((uid, device, conversation), 0) for uid, device, conversation, _ in acks]
 
