@@ -293,8 +293,9 @@ class AccessServer:
                     self._flush_soon(conn)
         return count
 
-    async def on_link_frame(self, link: object, frame: Frame) -> None:
-        """A :class:`imsdk_server.links.LinkHub` frame handler: back-ends' frames go to :meth:`deliver`."""
+    def on_link_frame(self, link: object, frame: Frame) -> None:
+        """A :class:`imsdk_server.links.LinkHub` frame handler (a plain function: handled inside the read):
+        back-ends' frames go to :meth:`deliver`."""
         self.deliver(frame)
 
     def close_session(self, session: int, code: ErrorCode = ErrorCode.SERVER_SHUTTING_DOWN) -> bool:

@@ -87,10 +87,9 @@ class LinkedServer:
         if idle is not None:
             self._idle = idle
 
-    async def _on_frame(self, link: Link, frame: Frame) -> None:
+    def _on_frame(self, link: Link, frame: Frame) -> Awaitable[None] | None:
         handler = self.handler
-        if handler is not None:
-            await handler(link, frame)
+        return None if handler is None else handler(link, frame)
 
     def stop(self) -> None:
         """Begin the orderly shutdown; :meth:`serve` returns when it is done."""

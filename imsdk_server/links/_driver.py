@@ -1,21 +1,24 @@
-"""The anyio driver of one link: bytes in → :class:`LinkCore`, the core's actions → bytes out.
+"""The asyncio driver of one link: bytes in → :class:`LinkCore`, the core's actions → bytes out.
 
-Thin on purpose. Three tasks per link: the reader (decoder → core → application handler), the writer (one
-bounded FIFO buffer, written in batches), and the timer (one ``CancelScope`` whose deadline is re-armed from
-:meth:`LinkCore.next_deadline`). All protocol decisions live in the core.
+Thin on purpose. A link is an :class:`asyncio.Protocol`, as the access server's client connections are:
+bytes arrive in :meth:`Link.data_received` and go through the decoder and the core to the application's
+handler at once, and frames queued by one turn of the event loop leave in one write at the end of it. Two
+tasks per link run beside it: the timer (one ``CancelScope`` whose deadline is re-armed from
+:meth:`LinkCore.next_deadline`) and the awaiter, which awaits the handlers that are coroutines while the
+link reads nothing more. No task switch lies on the path of a frame whose handler is a plain function. All
+protocol decisions live in the core.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from anyio.abc import ByteStream
 
 from imsdk_proto import Frame, FrameDecoder, Header, encode_frame
 from imsdk_proto.codes import Biz, Codec, ErrorCode, Flags, LinkFunc
@@ -47,8 +50,11 @@ __all__ = ["FrameHandler", "HealthCallback", "Link", "LinkMetrics", "StateCallba
 
 log = logging.getLogger("imsdk_server.links")
 
-FrameHandler = Callable[["Link", Frame], Awaitable[None]]
-"""Receives every traffic frame of a link, in order; the next frame is read only after it returns."""
+FrameHandler = Callable[["Link", Frame], Awaitable[None] | None]
+"""Receives every traffic frame of a link, in order; the next frame is read only after it returns.
+
+A plain function runs inside the read (the fast path); an ``async`` one is awaited by the link's awaiter
+task, and the link reads nothing more until it has finished."""
 StateCallback = Callable[["Link", LinkState, LinkState], None]
 """Called with ``(link, old, new)`` on every state change."""
 HealthCallback = Callable[["Link", Health], None]
@@ -60,18 +66,7 @@ recognition."""
 _LINK = int(Biz.LINK)
 _V2 = Codec.PROTOBUF
 _ERROR = Flags.ERROR
-_READ_SIZE = 65536
 _DONE_STATES = frozenset({LinkState.DRAINED, LinkState.FINISHED, LinkState.CLOSED})
-_TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-
-
-def _clock() -> Callable[[], float]:
-    """The event loop's clock as a plain function (what ``anyio.current_time`` reads, minus its dispatch
-    cost, which matters at one call per frame)."""
-    try:
-        return asyncio.get_running_loop().time
-    except RuntimeError:  # not on asyncio (trio)
-        return anyio.current_time
 
 
 def _biz_label(biz: int) -> str:
@@ -126,18 +121,18 @@ def _identity(hello: LinkHello) -> LinkIdentity:
     )
 
 
-class Link:
-    """One server-to-server link over one byte stream (TCP or TLS).
+class Link(asyncio.Protocol):
+    """One server-to-server link over one TCP (or TLS) connection.
 
-    Create it with a fresh :class:`LinkCore`, then run :meth:`run` in a task; it returns when the link has
-    closed. Traffic goes out with :meth:`send` (waits for buffer room) or :meth:`send_nowait` (raises
-    :class:`LinkBusy` when full); both raise :class:`LinkNotReady` / :class:`LinkClosed` when the link does
-    not allow traffic, in which case nothing was sent.
+    A :class:`~imsdk_server.links.LinkHub` makes links: it gives a fresh :class:`LinkCore` to each, hands
+    the link to the event loop as the connection's protocol, and runs :meth:`run` in a task, which returns
+    once the link has closed. Traffic goes out with :meth:`send` (waits for buffer room) or
+    :meth:`send_nowait` (raises :class:`LinkBusy` when full); both raise :class:`LinkNotReady` /
+    :class:`LinkClosed` when the link does not allow traffic, in which case nothing was sent.
     """
 
     def __init__(
         self,
-        stream: ByteStream,
         core: LinkCore,
         *,
         handler: FrameHandler | None = None,
@@ -149,26 +144,33 @@ class Link:
         self.core = core
         self._on_health = on_health
         self.remote_address = remote_address
-        self._stream = stream
         self._handler = handler
         self._m = metrics if metrics is not None else LinkMetrics(Metrics("links"))
         self._on_state = on_state
         self._cfg = core.config
         self._decoder = FrameDecoder(self._cfg.max_frame_size, codec=_V2)
-        self._queue: deque[bytes] = deque()
-        self._buffered = 0
-        self._wake: anyio.Event | None = None
-        self._space = anyio.Event()
-        self._ready = anyio.Event()
-        self._done = anyio.Event()
-        self._finished = anyio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._now = self._loop.time
+        self._transport: asyncio.Transport | None = None
+        self._queue: list[bytes] = []
+        self._queued = 0  # bytes in _queue
+        self._buffered = 0  # bytes in _queue and in the transport's buffer, as last counted
+        self._flush_soon: asyncio.Handle | None = None
+        self._paused = False  # the transport's buffer is full: keep frames here until it drains
+        self._eof_sent = False
+        self._waiting: Awaitable[None] | None = None  # an async handler's awaitable, for the awaiter
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._done = asyncio.Event()
+        self._gone = asyncio.Event()  # the connection is over (or the peer closed after our close frame)
+        self._finished = asyncio.Event()
         self._closing = False
-        self._handling = False  # the reader is inside the application's handler
+        self._handling = False  # the awaiter is inside an async handler
         self._handled = False  # a handler ran since the reader last told the core (reader_busy)
         self._flush_on_close = True
         self._scope: anyio.CancelScope | None = None
         self._timer_scope: anyio.CancelScope | None = None
-        self._now = _clock()
         self._m.states[core.state].inc()
 
     # -- what the application sees ---------------------------------------------------------------------------
@@ -193,6 +195,8 @@ class Link:
 
     @property
     def buffered_bytes(self) -> int:
+        """Bytes accepted for sending that wait for the socket: those queued here, and the transport's own
+        while it refuses more."""
         return self._buffered
 
     def send_nowait(self, frame: Frame) -> None:
@@ -211,8 +215,7 @@ class Link:
             if not self._buffered or self._buffered + len(data) <= self._cfg.send_buffer_bytes:
                 self._push(data, frame.header.biz)
                 return
-            if self._space.is_set():
-                self._space = anyio.Event()
+            self._space.clear()
             await self._space.wait()
 
     async def send_message(self, header: Header, body: Any = None) -> None:
@@ -247,7 +250,7 @@ class Link:
         await self._finished.wait()
 
     def close(self, code: ErrorCode = ErrorCode.OK, reason: str = "closed locally") -> None:
-        """Start closing: the close frame carrying ``code`` goes out behind everything queued; the stream
+        """Start closing: the close frame carrying ``code`` goes out behind everything queued; the connection
         closes once the peer has read it (or ``close_grace`` passes); :meth:`wait_closed` waits for that."""
         now = self._now()
         self._apply(self.core.close(now, code, reason), now)
@@ -260,137 +263,52 @@ class Link:
     # -- the tasks -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the link until it closes. Never raises for transport or protocol errors: they close it."""
+        """Run the link's tasks until it closes. Never raises for transport or protocol errors: they close
+        it. The hub calls this once the connection is made."""
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
-                now = self._now()
-                self._apply(self.core.start(now), now)
-                tg.start_soon(self._writer)
+                if self._closing:  # closed before this task started
+                    self._arm_close_grace()
                 tg.start_soon(self._timer)
-                await self._reader()
+                tg.start_soon(self._awaiter)
+                await self._gone.wait()
+                tg.cancel_scope.cancel()
         finally:
             if self.core.state is not LinkState.CLOSED:  # cancelled from outside
                 now = self._now()
                 self._apply(self.core.close(now, ErrorCode.SERVER_SHUTTING_DOWN, "cancelled"), now)
             self._m.send_buffer.dec(self._buffered)
-            self._buffered = 0
+            self._buffered = self._queued = 0
             self._queue.clear()
-            with anyio.CancelScope(shield=True):
-                await anyio.aclose_forcefully(self._stream)
+            if self._transport is not None:
+                self._transport.abort()
             self._done.set()
             self._ready.set()
             self._space.set()
             self._finished.set()
 
-    async def _reader(self) -> None:
-        stream = self._stream
-        decoder = self._decoder
+    async def _awaiter(self) -> None:
+        """Await the handlers that are coroutines, one at a time, then go on with the frames behind them."""
         while True:
-            try:
-                data = await stream.receive(_READ_SIZE)
-            except anyio.EndOfStream:
-                if self._closing:
-                    break
-                self._lost(ErrorCode.OK, "the peer closed the connection")
-                return
-            except _TRANSPORT_ERRORS as exc:
-                if self._closing:
-                    break
-                self._lost(ErrorCode.INTERNAL, f"connection lost: {exc!r}")
-                return
-            if self._closing:
-                continue  # closing: our close frame is out; discard the rest until the peer closes too
-            try:
-                decoder.feed(data)
-                while (frame := decoder.next_frame()) is not None:
-                    await self._on_frame(frame)
-                    if self._closing:
-                        break
-            except ProtocolError as exc:
-                self._close_now(exc.code, f"bad frame from the peer: {exc}")
-            finally:
-                if self._handled:
-                    # Whatever the peer sent while the handlers ran is read next: the silence was ours,
-                    # not its. Once per read, not per frame: no timer runs between two frames of one read
-                    # unless a handler waits, and while one waits the timer calls reader_busy itself.
-                    self._handled = False
-                    self.core.reader_busy(self._now())
-        # The peer closed after our close frame: everything we sent has been read. Done.
-        assert self._scope is not None
-        self._scope.cancel()
-
-    async def _on_frame(self, frame: Frame) -> None:
-        header = frame.header
-        biz = header.biz
-        counter = self._m._in.get(biz)
-        if counter is None:
-            counter = self._m.frame_in(biz)
-        counter.value += 1
-        now = self._now()
-        if biz != _LINK:
-            actions = self.core.receive_data(now)
-            if actions:
-                self._apply(actions, now)
-                if self._closing:
-                    return
-            if self._handler is not None:
-                self._handling = self._handled = True
+            await self._wake.wait()
+            self._wake.clear()
+            while (waiting := self._waiting) is not None:
+                self._handling = True
                 try:
-                    await self._handler(self, frame)
+                    await waiting
                 except Exception:
                     self._m.handler_errors.inc()
-                    log.exception("link %s: the frame handler failed on %r", self._name(), header)
+                    log.exception("link %s: the frame handler failed", self._name())
                 finally:
                     self._handling = False
-            return
-        if header.flags & _ERROR:
-            report = frame.body_as(ErrorReport)
-            code = ErrorCode.from_wire(header.error or report.code)
-            self._lost(code, f"the peer closed the link: {report.message}")
-            return
-        try:
-            func = LinkFunc(header.func)
-        except ValueError:
-            self._close_now(ErrorCode.UNKNOWN_CODE, f"unknown link function {header.func}")
-            return
-        hello = None
-        number = 0
-        if func is LinkFunc.HELLO:
-            hello = _identity(frame.body_as(LinkHello))
-        elif func is LinkFunc.PROBE:
-            number = frame.body_as(LinkProbe).probe_id
-        elif func is LinkFunc.PROBE_ACK:
-            number = frame.body_as(LinkProbeAck).probe_id
-        self._apply(self.core.receive_control(func, now, hello=hello, number=number), now)
-        self._rearm()
-
-    async def _writer(self) -> None:
-        stream = self._stream
-        queue = self._queue
-        m = self._m
-        while True:
-            while not queue:
+                    self._waiting = None
                 if self._closing:
-                    try:
-                        await stream.send_eof()  # after the close frame; TLS cannot half-close
-                    except (NotImplementedError, *_TRANSPORT_ERRORS):
-                        pass
-                    return
-                self._wake = anyio.Event()
-                await self._wake.wait()
-                self._wake = None
-            data = (
-                queue.popleft() if len(queue) == 1 else b"".join([queue.popleft() for _ in range(len(queue))])
-            )
-            try:
-                await stream.send(data)
-            except _TRANSPORT_ERRORS as exc:
-                self._lost(ErrorCode.INTERNAL, f"connection lost while sending: {exc!r}")
-                return
-            self._buffered -= len(data)
-            m.send_buffer.dec(len(data))
-            self._space.set()
+                    break
+                self._process()
+            transport = self._transport
+            if self._waiting is None and not self._closing and transport is not None:
+                transport.resume_reading()
 
     async def _timer(self) -> None:
         core = self.core
@@ -404,6 +322,124 @@ class Link:
             if self._handling:
                 core.reader_busy(now)
             self._apply(core.handle_timer(now), now)
+
+    # -- the protocol ----------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        # The transport stops taking frames (pause_writing) above half the send buffer; they then wait in
+        # our queue, which send/send_nowait bound, and go out when it has drained to an eighth.
+        size = self._cfg.send_buffer_bytes
+        transport.set_write_buffer_limits(high=size // 2, low=size // 8)
+        if self.remote_address is None:
+            self.remote_address = transport.get_extra_info("peername")
+        now = self._now()
+        self._apply(self.core.start(now), now)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # closing: our close frame is out; discard the rest until the peer closes too
+        try:
+            self._decoder.feed(data)
+        except ProtocolError as exc:
+            self._close_now(exc.code, f"bad frame from the peer: {exc}")
+            return
+        if self._waiting is None:
+            self._process()
+
+    def eof_received(self) -> bool:
+        if self._closing:
+            # The peer closed after our close frame: everything we sent has been read. Done.
+            self._gone.set()
+        else:
+            self._lost(ErrorCode.OK, "the peer closed the connection")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closing:
+            if exc is None:
+                self._lost(ErrorCode.OK, "the peer closed the connection")
+            else:
+                self._lost(ErrorCode.INTERNAL, f"connection lost: {exc!r}")
+        self._gone.set()
+        self._space.set()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._count()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._flush()
+
+    def _process(self) -> None:
+        """Handle the frames read so far, in order, until one needs its handler awaited."""
+        decoder = self._decoder
+        try:
+            while (frame := decoder.next_frame()) is not None:
+                waiting = self._on_frame(frame)
+                if self._closing:
+                    return
+                if waiting is not None:
+                    # The rest waits in the decoder, and the socket is not read, until it has finished.
+                    self._waiting = waiting
+                    if self._transport is not None:
+                        self._transport.pause_reading()
+                    self._wake.set()
+                    return
+        except ProtocolError as exc:
+            self._close_now(exc.code, f"bad frame from the peer: {exc}")
+        finally:
+            if self._handled:
+                # Whatever the peer sent while the handlers ran is read next: the silence was ours, not
+                # its. Once per read, not per frame: no timer runs between two frames of one read unless
+                # a handler is awaited, and while one is the timer calls reader_busy itself.
+                self._handled = False
+                self.core.reader_busy(self._now())
+
+    def _on_frame(self, frame: Frame) -> Awaitable[None] | None:
+        header = frame.header
+        biz = header.biz
+        counter = self._m._in.get(biz)
+        if counter is None:
+            counter = self._m.frame_in(biz)
+        counter.value += 1
+        now = self._now()
+        if biz != _LINK:
+            actions = self.core.receive_data(now)
+            if actions:
+                self._apply(actions, now)
+                if self._closing:
+                    return None
+            if self._handler is not None:
+                self._handled = True
+                try:
+                    return self._handler(self, frame)
+                except Exception:
+                    self._m.handler_errors.inc()
+                    log.exception("link %s: the frame handler failed on %r", self._name(), header)
+            return None
+        if header.flags & _ERROR:
+            report = frame.body_as(ErrorReport)
+            code = ErrorCode.from_wire(header.error or report.code)
+            self._lost(code, f"the peer closed the link: {report.message}")
+            return None
+        try:
+            func = LinkFunc(header.func)
+        except ValueError:
+            self._close_now(ErrorCode.UNKNOWN_CODE, f"unknown link function {header.func}")
+            return None
+        hello = None
+        number = 0
+        if func is LinkFunc.HELLO:
+            hello = _identity(frame.body_as(LinkHello))
+        elif func is LinkFunc.PROBE:
+            number = frame.body_as(LinkProbe).probe_id
+        elif func is LinkFunc.PROBE_ACK:
+            number = frame.body_as(LinkProbeAck).probe_id
+        self._apply(self.core.receive_control(func, now, hello=hello, number=number), now)
+        self._rearm()
+        return None
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -430,6 +466,7 @@ class Link:
     def _push(self, data: bytes, biz: int) -> None:
         self._queue.append(data)
         size = len(data)
+        self._queued += size
         self._buffered += size
         m = self._m
         m.send_buffer.value += size
@@ -437,9 +474,40 @@ class Link:
         if counter is None:
             counter = m.frame_out(biz)
         counter.value += 1
-        wake = self._wake
-        if wake is not None:
-            wake.set()
+        if self._flush_soon is None:
+            self._flush_soon = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write everything queued in one call (unless the transport's buffer is full), count what is
+        still buffered, and after the close frame half-close where the transport can."""
+        self._flush_soon = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        queue = self._queue
+        if queue and not self._paused:
+            transport.write(queue[0] if len(queue) == 1 else b"".join(queue))
+            queue.clear()
+            self._queued = 0
+        self._count()
+        if self._closing and not queue and not self._eof_sent:
+            self._eof_sent = True
+            if transport.can_write_eof():  # TLS cannot half-close
+                with contextlib.suppress(OSError):  # the peer is gone already: connection_lost follows
+                    transport.write_eof()
+
+    def _count(self) -> None:
+        """What the send buffer holds: our queue, and while the transport refuses more, its own buffer
+        too. (A transport that takes more holds less than its high-water mark, and says nothing when that
+        drains; its bytes count once it pauses.)"""
+        transport = self._transport
+        buffered = self._queued
+        if self._paused and transport is not None:
+            buffered += transport.get_write_buffer_size()
+        self._m.send_buffer.value += buffered - self._buffered
+        self._buffered = buffered
+        if buffered < self._cfg.send_buffer_bytes:
+            self._space.set()
 
     def _control_frame(self, action: SendControl) -> bytes:
         local = self.core.local
@@ -524,7 +592,7 @@ class Link:
     def _begin_close(self, code: ErrorCode, reason: str) -> None:
         """The core closed the link. Unless the transport is already gone, close gracefully: queue the close
         frame (the reason code) behind everything queued, flush, half-close where the transport can, and
-        read until the peer closes too, all within ``close_grace``. Closing a socket that still holds unread
+        wait for the peer to close too, all within ``close_grace``. Closing a socket that still holds unread
         bytes would reset the connection and could destroy frames the peer has not read yet."""
         if self._closing:
             return
@@ -536,12 +604,19 @@ class Link:
         self._closing = True
         self._space.set()
         if self._scope is not None:
-            if self._flush_on_close:
-                self._scope.deadline = self._now() + self._cfg.close_grace
-            else:
-                self._scope.cancel()
-        if self._wake is not None:
-            self._wake.set()
+            self._arm_close_grace()
+        if self._flush_on_close:
+            if self._flush_soon is None:
+                self._flush_soon = self._loop.call_soon(self._flush)
+        else:
+            self._gone.set()
+
+    def _arm_close_grace(self) -> None:
+        assert self._scope is not None
+        if self._flush_on_close:
+            self._scope.deadline = self._now() + self._cfg.close_grace
+        else:
+            self._scope.cancel()
 
     def _lost(self, code: ErrorCode, reason: str) -> None:
         """The transport is gone (or the peer closed with a reason): close without flushing."""

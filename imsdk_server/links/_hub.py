@@ -6,17 +6,17 @@ gives one :data:`FrameHandler` for all traffic and asks the hub for ready links 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, cast, runtime_checkable
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, TaskGroup
-from anyio.streams.tls import TLSListener
+from anyio.abc import TaskGroup
 
 from imsdk_proto.codes import ErrorCode
 from imsdk_server.links._core import LinkConfig, LinkCore, LinkIdentity, LinkState
@@ -78,6 +78,13 @@ class DrainReport:
         return not self.timed_out and not self.lost and not self.registry_error and not self.idle_timed_out
 
 
+class _Refused(asyncio.Protocol):
+    """A connection that arrived after the hub stopped accepting: closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).abort()
+
+
 class LinkHub:
     """The links of one server.
 
@@ -112,7 +119,7 @@ class LinkHub:
         self._links: set[Link] = set()
         self._by_peer: dict[tuple[int, int], Link] = {}
         self._tg: TaskGroup | None = None
-        self._listeners: list[anyio.CancelScope] = []
+        self._servers: list[asyncio.Server] = []
         self._accepting = True
         self.addresses: list[tuple[str, int]] = []
 
@@ -139,33 +146,23 @@ class LinkHub:
 
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Accept links on ``host:port`` (TLS if the hub has an ``ssl_context``); return the bound address."""
-        tg = self._require_tg()
-        listener: Any = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        bound = listener.extra(SocketAttribute.local_address)
-        if self._ssl is not None:
-            listener = TLSListener(listener, self._ssl, standard_compatible=False)
-        scope = anyio.CancelScope()
-        self._listeners.append(scope)
-        tg.start_soon(self._serve, listener, scope)
+        self._require_tg()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._accepted, host, port, ssl=self._ssl)
+        self._servers.append(server)
+        bound = server.sockets[0].getsockname()
         address = (bound[0], bound[1])
         self.addresses.append(address)
         return address
 
-    async def _serve(self, listener: Any, scope: anyio.CancelScope) -> None:
-        with scope:
-            async with listener:
-                await listener.serve(self._accepted)
-
-    async def _accepted(self, stream: ByteStream) -> None:
+    def _accepted(self) -> asyncio.Protocol:
+        """A new connection's protocol: a link whose peer is not known until its hello."""
         if not self._accepting:
-            await anyio.aclose_forcefully(stream)
-            return
-        try:
-            remote = stream.extra(SocketAttribute.remote_address)
-        except anyio.TypedAttributeLookupError:
-            remote = None
+            return _Refused()
+        link = self._make_link(None, None)
         # Run the link in the hub's task group, not the listener's: stopping listening keeps open links.
-        self._require_tg().start_soon(self._run_made_link, self._make_link(stream, None, remote))
+        self._require_tg().start_soon(self._run_made_link, link)
+        return link
 
     async def connect(
         self,
@@ -181,27 +178,32 @@ class LinkHub:
         Raises ``OSError`` when the connection cannot be made.
         """
         tg = self._require_tg()
-        stream: ByteStream
-        if ssl_context is None:
-            stream = await anyio.connect_tcp(host, port)
-        else:
-            stream = await anyio.connect_tcp(
-                host,
-                port,
-                ssl_context=ssl_context,
-                tls_standard_compatible=False,
-                tls_hostname=server_hostname or host,
-            )
-        link = self._make_link(stream, expect_server_id, (host, port))
+        loop = asyncio.get_running_loop()
+        made: list[Link] = []
+
+        def factory() -> Link:
+            made.append(self._make_link(expect_server_id, (host, port)))
+            return made[-1]
+
+        try:
+            if ssl_context is None:
+                await loop.create_connection(factory, host, port)
+            else:
+                await loop.create_connection(
+                    factory, host, port, ssl=ssl_context, server_hostname=server_hostname or host
+                )
+        except BaseException:
+            for link in made:
+                self._links.discard(link)
+            raise
+        link = made[-1]
         tg.start_soon(self._run_made_link, link)
         return link
 
-    def _make_link(self, stream: ByteStream, expect: int | None, remote: Any) -> Link:
-        core = LinkCore(
-            self.identity, self.config, anyio.current_time(), expect_server_id=expect, ready=self._ready
-        )
+    def _make_link(self, expect: int | None, remote: Any) -> Link:
+        now = asyncio.get_running_loop().time()  # what anyio.current_time() reads, outside a task too
+        core = LinkCore(self.identity, self.config, now, expect_server_id=expect, ready=self._ready)
         link = Link(
-            stream,
             core,
             handler=self._handler,
             metrics=self._m,
@@ -241,8 +243,8 @@ class LinkHub:
 
     def _stop_listening(self) -> None:
         self._accepting = False
-        for scope in self._listeners:
-            scope.cancel()
+        for server in self._servers:
+            server.close()
 
     # -- lookups ---------------------------------------------------------------------------------------------
 

@@ -412,9 +412,10 @@ class RouterService:
         body = frame.raw_body if frame.codec is Codec.PROTOBUF else frame.to_codec(Codec.PROTOBUF).raw_body
         self._execute(self.core.frame_received(frame.header, body, self._now(), wall=self._clock()))
 
-    async def on_link_frame(self, link: Any, frame: Frame) -> None:
-        """A :class:`~imsdk_server.links.LinkHub` frame handler. An access server may only speak for itself:
-        a frame whose ``access_id`` is not its link peer's server id is dropped (``FORGED_SENDER``)."""
+    def on_link_frame(self, link: Any, frame: Frame) -> None:
+        """A :class:`~imsdk_server.links.LinkHub` frame handler (a plain function: handled inside the read).
+        An access server may only speak for itself: a frame whose ``access_id`` is not its link peer's
+        server id is dropped (``FORGED_SENDER``)."""
         peer = getattr(link, "peer", None)
         if peer is not None and frame.header.access_id != peer.server_id:
             self._m.counter("errors_total", code=ErrorCode.FORGED_SENDER.name).inc()
@@ -711,8 +712,8 @@ class RouterServer:
         self._stop = anyio.Event()
         self._m_registry_errors = self.metrics.child("routing").counter("registry_errors_total")
 
-    async def _on_frame(self, link: Any, frame: Frame) -> None:
-        await self.service.on_link_frame(link, frame)
+    def _on_frame(self, link: Any, frame: Frame) -> None:
+        self.service.on_link_frame(link, frame)
 
     def stop(self) -> None:
         """Begin the orderly shutdown; :meth:`serve` returns when it is done."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -43,6 +43,18 @@ A = LinkIdentity(ACCESS, 7, "access-7", "cn")
 A2 = LinkIdentity(ACCESS, 8, "access-8", "cn")
 A3 = LinkIdentity(ACCESS, 11, "access-11", "cn")
 R = LinkIdentity(ROUTER, 21, "router-21", "cn", bizs=(int(Biz.CHAT),))
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Links are asyncio protocols: every test runs on both event loops a server runs on (their transports
+    differ: uvloop's are not ``asyncio.Transport`` subclasses and pause and resume on their own terms)."""
+    return request.param
 
 
 class Sink:
@@ -108,6 +120,47 @@ async def test_hello_ready_handshake_then_traffic_both_ways() -> None:
         assert m_access.value("links_frames_out_total", biz="CHAT") == 500
         assert m_access.value("links_by_state", state="ready") == 1
         assert m_router.value("links_by_state", state="ready") == 1
+
+
+class Mixed:
+    """A handler that is a plain function, except that every tenth frame needs work awaited (a database,
+    say): it then returns a coroutine, and the frames behind it must wait for it."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self.inline = 0
+        self.awaited = 0
+
+    def __call__(self, link: Link, frame: Frame) -> Awaitable[None] | None:
+        if frame.header.seq % 10 == 0:
+            return self._slow(frame)
+        self.inline += 1
+        self.seqs.append(frame.header.seq)
+        return None
+
+    async def _slow(self, frame: Frame) -> None:
+        await anyio.sleep(0.01)
+        self.awaited += 1
+        self.seqs.append(frame.header.seq)
+
+
+async def test_plain_and_async_handlers_keep_the_order_of_frames() -> None:
+    mixed = Mixed()
+    async with (
+        LinkHub(R, config=FAST, handler=mixed) as router,
+        LinkHub(A, config=FAST) as access,
+    ):
+        link = await access.connect(*await router.listen())
+        await link.wait_ready()
+        for seq in range(200):
+            link.send_nowait(chat(seq))  # many frames per read: the ones behind an awaited one wait
+        await wait_until(lambda: len(mixed.seqs) == 200)
+        assert mixed.seqs == list(range(200))
+        assert (mixed.inline, mixed.awaited) == (180, 20)
+        back = router.link_to(ACCESS, 7)
+        assert back is not None
+        assert back.state is LinkState.READY
+        assert link.state is LinkState.READY
 
 
 async def test_no_traffic_until_both_sides_are_ready() -> None:
