@@ -243,6 +243,8 @@ class _Entry:
     """Media checks not answered yet: blob id → the references to it (and the kind each must be)."""
     refusal: tuple[ErrorCode, str] | None = None
     """Why a media check refused the message (answered when the message reaches the head of its queue)."""
+    asked: int = 0
+    """How many online notices had arrived when presence was asked: later ones add devices to the answer."""
 
 
 @dataclass(slots=True, eq=False)
@@ -290,6 +292,8 @@ class RouterCore:
         self._entries: dict[int, _Entry] = {}
         self._waiting: OrderedDict[int, _Entry] = OrderedDict()  # awaiting presence, in deadline order
         self._online: dict[str, dict[str, int]] = {}
+        self._online_at: dict[tuple[str, str], int] = {}  # (uid, device) -> number of its online notice
+        self._notices = 0
         self._syncs: dict[tuple[str, str], int] = {}  # (uid, device) -> generation of its live catch-up
         self._generation = 0
         self._loads: dict[int, _Load] = {}
@@ -460,6 +464,7 @@ class RouterCore:
             created_ms=int(wall * 1000),
             deadline=now + self.config.presence_timeout,
             media=media,
+            asked=self._notices,
         )
         if session is None:
             session = self._sessions[key] = _Session()
@@ -575,9 +580,17 @@ class RouterCore:
         return self._looked_up(entry, now)
 
     def _targets(self, entry: _Entry) -> dict[str, int]:
-        """Devices to push to: the presence answer plus devices whose online notice reached us since."""
+        """Devices to push to: the presence answer plus devices whose online notice reached us since it was
+        asked. Not every device the notices say is online: a device whose line dropped stays published as
+        online for the location's grace window (jitter must not flap its friends' presence), but a push to
+        it would be lost while its sender is told it was delivered; the answer holds connected devices."""
         targets = {d.device: d.access_id for d in entry.devices}
-        targets.update(self._online.get(entry.target_uid, {}))
+        later = self._online.get(entry.target_uid)
+        if later:
+            uid, asked, since = entry.target_uid, entry.asked, self._online_at
+            for device, access in later.items():
+                if since[(uid, device)] > asked:
+                    targets[device] = access
         return targets
 
     def _finish(self, entry: _Entry) -> None:
@@ -764,6 +777,8 @@ class RouterCore:
     def device_online(self, uid: str, device: str, access_id: int, now: float) -> list[Action]:
         """An online notice: remember the device and push its pending messages, then a sync-done marker."""
         self._online.setdefault(uid, {})[device] = access_id
+        self._notices += 1
+        self._online_at[(uid, device)] = self._notices
         return self._start_catch_up(uid, device, access_id, None)
 
     def device_offline(self, uid: str, device: str, now: float) -> list[Action]:
@@ -771,6 +786,7 @@ class RouterCore:
         devices = self._online.get(uid)
         if devices is not None:
             devices.pop(device, None)
+            self._online_at.pop((uid, device), None)
             if not devices:
                 del self._online[uid]
         self._syncs.pop((uid, device), None)

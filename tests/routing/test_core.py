@@ -241,6 +241,31 @@ def test_instant_message_goes_to_every_online_device(core: RouterCore) -> None:
     assert ack_of(dup).status == SendStatus.SEND_STATUS_DUPLICATE
 
 
+def test_a_device_online_only_by_an_earlier_notice_is_not_a_target(core: RouterCore) -> None:
+    """Bob's phone went online (a notice), then its line dropped: the location still publishes it as online
+    for its grace window, so no offline notice has come, but the presence answer no longer has it. An
+    instant message to it would be lost while the sender is told ``DELIVERED``: it is ``RECEIVER_OFFLINE``,
+    and a stored message is stored without a push. A notice that arrives after the query still counts."""
+    single(core.device_online("bob", "phone", 9, T0), LoadPending)
+    query = single(core.frame_received(*chat(flags=Flags.NO_STORE), T0 + 1), QueryPresence)
+    frame = single(core.presence_answered(query.token, True, [], T0 + 1), SendFrame)
+    assert error_of(frame) == ErrorCode.RECEIVER_OFFLINE
+    query = single(core.frame_received(*chat(seq=2, msg_id=1002), T0 + 2), QueryPresence)
+    append = single(core.presence_answered(query.token, True, [], T0 + 2), AppendMessage)
+    (ack,) = every(core.append_committed(append.token, AppendResult(1, 1, 1), T0 + 2), SendFrame)
+    assert ack_of(ack).status == SendStatus.SEND_STATUS_STORED
+    query = single(
+        core.frame_received(*chat(seq=3, msg_id=1003, flags=Flags.NO_STORE), T0 + 3), QueryPresence
+    )
+    single(core.device_online("bob", "pad", 12, T0 + 3), LoadPending)
+    pushes = [
+        f
+        for f in every(core.presence_answered(query.token, True, [], T0 + 3), SendFrame)
+        if f.header.func == ChatFunc.TEXT
+    ]
+    assert [(p.access_id, p.header.receiver_device) for p in pushes] == [(12, "pad")]
+
+
 def test_instant_message_to_offline_receiver_is_dropped(core: RouterCore) -> None:
     query = single(core.frame_received(*chat(flags=Flags.NO_STORE), T0), QueryPresence)
     frame = single(core.presence_answered(query.token, True, [], T0), SendFrame)
