@@ -170,7 +170,15 @@ def serve(ring_path: str, data_dir: str, cpu: int) -> None:
         async with anyio.create_task_group() as tg, hub:
             await tg.start(location.run)
             host, port = await tg.start(access.serve)
-            link = await hub.connect(*await tg.start(router.serve), expect_server_id=ROUTER_ID)
+            router_done = anyio.Event()
+
+            async def run_router(*, task_status: anyio.abc.TaskStatus[tuple[str, int]]) -> None:
+                try:
+                    await router.serve(task_status=task_status)
+                finally:
+                    router_done.set()
+
+            link = await hub.connect(*await tg.start(run_router), expect_server_id=ROUTER_ID)
             await link.wait_ready()
             print(host, port, flush=True)
             while True:
@@ -194,7 +202,9 @@ def serve(ring_path: str, data_dir: str, cpu: int) -> None:
                     text = metrics.render_prometheus()
                     await anyio.Path(words[1]).write_text(text)
                 print("ok", flush=True)
-            router.stop()
+            router.stop()  # the orderly way out: deregister, drain the link to the access server, stop
+            with anyio.move_on_after(15):
+                await router_done.wait()
             tg.cancel_scope.cancel()
         await store.aclose()
 
