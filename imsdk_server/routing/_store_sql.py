@@ -114,10 +114,10 @@ class _Statements:
     """What follows the rows of ``INSERT INTO msg_conversations ... VALUES``: add to ``last_seq``."""
     read_seq_locked: str
     upsert_ack: str
+    """What follows the rows of ``INSERT INTO msg_acks ... VALUES``: keep the higher of the two acks."""
     returning: bool
     """The engine has ``INSERT ... RETURNING`` (SQLite 3.35+): sequences and ids come back from the
     statements that make them, not from reads after them."""
-    """What follows the rows of ``INSERT INTO msg_acks ... VALUES``: keep the higher of the two acks."""
 
 
 _SQLITE = _Statements(

@@ -280,6 +280,10 @@ async def check_large_batch(h: Harness) -> None:
     results = await s.append(batch)
     assert sum(r.duplicate for r in results) == 100
     assert len({r.server_msg_id for r in results}) == 1000
+    # every answer names the row that holds its message (ids come back right across the insert statements)
+    for message, result in zip(batch, results, strict=True):
+        (record,) = await s.pull(message.conversation, result.conv_seq, result.conv_seq, 1)
+        assert (record.server_msg_id, record.client_msg_id) == (result.server_msg_id, message.client_msg_id)
     total = 0
     for i in range(37):
         total += await s.last_seq(conversation_id(f"u{i}", "r"))
