@@ -47,7 +47,9 @@ from imsdk_server.routing._store import (
 __all__ = ["SCHEMA_VERSION", "SQLMessageStore", "check_message", "open_message_store"]
 
 #: The schema version this code creates and understands.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: pending messages were found through an index on the receiver; 2: through ``msg_members``, each
+user's conversations (:meth:`SQLMessageStore.setup` moves a version 1 database over)."""
 
 MAX_UID = 128
 MAX_CONVERSATION = 255
@@ -110,6 +112,13 @@ _CONTENT_TYPE_END = 1 << 31
 @dataclass(frozen=True)
 class _Statements:
     ddl: tuple[str, ...]
+    add_members: str
+    """Insert member rows (``{values}``: their ``(?, ?)`` pairs), ignoring those already there."""
+    fill_members: str
+    """Version 1 → 2: every sender and receiver of a stored message is a member of its conversation."""
+    has_v1_index: str
+    drop_v1_index: str
+    """Version 1 → 2: the receiver index, which every stored message had to write a page of, goes."""
     bump_suffix: str
     """What follows the rows of ``INSERT INTO msg_conversations ... VALUES``: add to ``last_seq``."""
     read_seq_locked: str
@@ -130,11 +139,17 @@ _SQLITE = _Statements(
         " receiver_uid TEXT NOT NULL, content_type INTEGER NOT NULL, body BLOB NOT NULL,"
         " created_ms INTEGER NOT NULL,"
         " UNIQUE (conversation, conv_seq), UNIQUE (sender_uid, sender_device, client_msg_id))",
-        "CREATE INDEX IF NOT EXISTS msg_messages_receiver"
-        " ON msg_messages (receiver_uid, conversation, conv_seq)",
+        "CREATE TABLE IF NOT EXISTS msg_members (uid TEXT NOT NULL, conversation TEXT NOT NULL,"
+        " PRIMARY KEY (uid, conversation)) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS msg_acks (uid TEXT NOT NULL, device TEXT NOT NULL,"
         " conversation TEXT NOT NULL, acked_seq INTEGER NOT NULL, PRIMARY KEY (uid, device, conversation))",
     ),
+    add_members="INSERT OR IGNORE INTO msg_members (uid, conversation) VALUES {values}",
+    fill_members="INSERT OR IGNORE INTO msg_members (uid, conversation)"
+    " SELECT receiver_uid, conversation FROM msg_messages"
+    " UNION SELECT sender_uid, conversation FROM msg_messages",
+    has_v1_index="SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'msg_messages_receiver'",
+    drop_v1_index="DROP INDEX IF EXISTS msg_messages_receiver",
     bump_suffix=" ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
     read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ?",
     upsert_ack=" ON CONFLICT (uid, device, conversation)"
@@ -155,12 +170,20 @@ _MYSQL = _Statements(
         " client_msg_id BIGINT NOT NULL, receiver_uid VARCHAR(128) NOT NULL, content_type INT NOT NULL,"
         " body MEDIUMBLOB NOT NULL, created_ms BIGINT NOT NULL,"
         " UNIQUE KEY uq_conv_seq (conversation, conv_seq),"
-        " UNIQUE KEY uq_sender (sender_uid, sender_device, client_msg_id),"
-        " KEY ix_receiver (receiver_uid, conversation, conv_seq))" + _MYSQL_TABLE,
+        " UNIQUE KEY uq_sender (sender_uid, sender_device, client_msg_id))" + _MYSQL_TABLE,
+        "CREATE TABLE IF NOT EXISTS msg_members (uid VARCHAR(128) NOT NULL,"
+        " conversation VARCHAR(255) NOT NULL, PRIMARY KEY (uid, conversation))" + _MYSQL_TABLE,
         "CREATE TABLE IF NOT EXISTS msg_acks (uid VARCHAR(128) NOT NULL, device VARCHAR(128) NOT NULL,"
         " conversation VARCHAR(255) NOT NULL, acked_seq BIGINT NOT NULL,"
         " PRIMARY KEY (uid, device, conversation))" + _MYSQL_TABLE,
     ),
+    add_members="INSERT IGNORE INTO msg_members (uid, conversation) VALUES {values}",
+    fill_members="INSERT IGNORE INTO msg_members (uid, conversation)"
+    " SELECT receiver_uid, conversation FROM msg_messages"
+    " UNION SELECT sender_uid, conversation FROM msg_messages",
+    has_v1_index="SELECT count(*) FROM information_schema.statistics WHERE table_schema = DATABASE()"
+    " AND table_name = 'msg_messages' AND index_name = 'ix_receiver'",
+    drop_v1_index="ALTER TABLE msg_messages DROP INDEX ix_receiver",
     bump_suffix=" ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
     read_seq_locked="SELECT last_seq FROM msg_conversations WHERE id = ? FOR UPDATE",
     upsert_ack=" ON DUPLICATE KEY UPDATE acked_seq = GREATEST(acked_seq, VALUES(acked_seq))",
@@ -217,14 +240,30 @@ class SQLMessageStore:
 
     async def setup(self) -> None:
         """Create the tables if missing and record or check :data:`SCHEMA_VERSION` (the shared
-        :func:`~imsdk_server.backends.sql.setup_schema`); a newer schema raises :class:`SchemaMismatch`."""
-        await setup_schema(
+        :func:`~imsdk_server.backends.sql.setup_schema`); a newer schema raises :class:`SchemaMismatch`.
+
+        A version 1 database is moved to version 2 here, once: its conversations' members are listed from
+        the stored messages (in the transaction that records version 2), then its receiver index is dropped
+        (on MySQL a statement of its own, since DDL commits; a start interrupted in between drops it next
+        time).
+        """
+        found = await setup_schema(
             self._db,
             self._sql.ddl,
             version_table="msg_schema_version",
             version=SCHEMA_VERSION,
             too_new=SchemaMismatch,
         )
+        if found < 2:
+
+            def move(cur: SQLCursor) -> None:
+                cur.execute(self._sql.fill_members)
+                cur.execute("UPDATE msg_schema_version SET version = ? WHERE id = 1", (SCHEMA_VERSION,))
+
+            await self._db.transaction(move, write=True)
+        row = await self._db.fetchone(self._sql.has_v1_index)
+        if row is not None and int(row[0]) > 0:
+            await self._db.execute(self._sql.drop_v1_index)
 
     # -- append ---------------------------------------------------------------------------------------------
 
@@ -288,6 +327,7 @@ class SQLMessageStore:
             counts[msg.conversation] = counts.get(msg.conversation, 0) + 1
         if fresh:
             next_seq = self._reserve(cur, counts)
+            self._add_members(cur, fresh, next_seq)
             rows: list[tuple[object, ...]] = []
             for msg in fresh:
                 seq = next_seq[msg.conversation]
@@ -340,6 +380,20 @@ class SQLMessageStore:
                 results.append(AppendResult(res.server_msg_id, res.conv_seq, res.created_ms, duplicate=True))
         return results
 
+    def _add_members(self, cur: SQLCursor, fresh: list[NewMessage], first_seq: dict[str, int]) -> None:
+        """List the sender and the receiver as members of each conversation this transaction starts (its
+        first sequence is 1): :meth:`pending` finds a user's messages through that list."""
+        pairs: dict[tuple[str, str], None] = {}
+        for msg in fresh:
+            if first_seq[msg.conversation] == 1:
+                pairs[(msg.sender_uid, msg.conversation)] = None
+                pairs[(msg.receiver_uid, msg.conversation)] = None
+        rows = list(pairs)
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[i : i + _INSERT_CHUNK]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            cur.execute(self._sql.add_members.format(values=values), [v for pair in chunk for v in pair])
+
     def _reserve(self, cur: SQLCursor, counts: dict[str, int]) -> dict[str, int]:
         """Add ``counts`` to the conversations' last sequences; the first sequence each one now owns."""
         first: dict[str, int] = {}
@@ -386,13 +440,16 @@ class SQLMessageStore:
             return []
         conv, seq = after if after is not None else ("", 0)
         cols = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+        # The user's conversations in order; in each, the messages to the user above the device's ack.
         rows = await self._db.fetchall(
-            f"SELECT {cols} FROM msg_messages m LEFT JOIN msg_acks a"
-            " ON a.uid = m.receiver_uid AND a.device = ? AND a.conversation = m.conversation"
-            " WHERE m.receiver_uid = ? AND (m.conversation > ? OR (m.conversation = ? AND m.conv_seq > ?))"
-            " AND m.conv_seq > COALESCE(a.acked_seq, 0)"
-            " ORDER BY m.conversation, m.conv_seq LIMIT ?",
-            (device, uid, conv, conv, seq, limit),
+            f"SELECT {cols} FROM msg_members c"
+            " LEFT JOIN msg_acks a ON a.uid = c.uid AND a.device = ? AND a.conversation = c.conversation"
+            " JOIN msg_messages m"
+            " ON m.conversation = c.conversation AND m.conv_seq > COALESCE(a.acked_seq, 0)"
+            " WHERE c.uid = ? AND c.conversation >= ? AND m.receiver_uid = ?"
+            " AND (c.conversation > ? OR m.conv_seq > ?)"
+            " ORDER BY c.conversation, m.conv_seq LIMIT ?",
+            (device, uid, conv, uid, conv, seq, limit),
         )
         return [_record(r) for r in rows]
 

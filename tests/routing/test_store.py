@@ -100,10 +100,70 @@ async def test_schema_version_is_checked_like_every_store_s(tmp_path: Path) -> N
     with pytest.raises(SchemaMismatch, match=f"^{expected}$"):
         await store.setup()
     assert await store.database.fetchone("SELECT version FROM msg_schema_version") == (SCHEMA_VERSION + 1,)
-    await store.database.execute("UPDATE msg_schema_version SET version = 0")
-    await store.setup()
-    assert await store.database.fetchone("SELECT version FROM msg_schema_version") == (0,)
+    await store.database.execute("UPDATE msg_schema_version SET version = 1")
+    await store.setup()  # an older version is moved over (see the test below) and recorded as this one
+    assert await store.database.fetchone("SELECT version FROM msg_schema_version") == (SCHEMA_VERSION,)
     await store.aclose()
+
+
+async def _version_1_store(db: SQLiteDatabase | MySQLDatabase) -> None:
+    """Make a store's database what schema version 1 left: messages, no member list, the receiver index."""
+    store = SQLMessageStore(db)
+    await store.setup()
+    await store.append(
+        [
+            msg("a", "b", 1),
+            msg("a", "b", 2),
+            msg("b", "a", 3),
+            msg("a", "b", 4),
+            msg("c", "b", 5),
+            msg("c", "b", 6),
+        ]
+    )
+    await store.ack("b", "phone", conversation_id("a", "b"), 2)
+    index = "msg_messages_receiver" if isinstance(db, SQLiteDatabase) else "ix_receiver"
+    await db.execute("DROP TABLE msg_members")
+    await db.execute(f"CREATE INDEX {index} ON msg_messages (receiver_uid, conversation, conv_seq)")
+    await db.execute("UPDATE msg_schema_version SET version = 1")
+    await store.aclose()
+
+
+async def _check_moved_from_version_1(store: SQLMessageStore) -> None:
+    await store.setup()
+    db = store.database
+    assert await db.fetchone("SELECT version FROM msg_schema_version") == (SCHEMA_VERSION,)
+    assert await db.fetchone(store._sql.has_v1_index) == (0,)
+    ab, bc = conversation_id("a", "b"), conversation_id("b", "c")
+    members = await db.fetchall("SELECT uid, conversation FROM msg_members ORDER BY uid, conversation")
+    assert [tuple(r) for r in members] == [("a", ab), ("b", ab), ("b", bc), ("c", bc)]
+    pending = await store.pending("b", "phone", None, 100)
+    assert [(r.conversation, r.conv_seq) for r in pending] == [(ab, 4), (bc, 1), (bc, 2)]
+    assert [(r.conversation, r.conv_seq) for r in await store.pending("a", "phone", None, 100)] == [(ab, 3)]
+    await store.append([msg("b", "c", 7), msg("d", "b", 8)])  # an old conversation and a new one
+    pending = await store.pending("b", "laptop", None, 100)
+    assert [(r.conversation, r.conv_seq) for r in pending] == [(ab, 1), (ab, 2), (ab, 4), (bc, 1), (bc, 2),
+                                                               (conversation_id("b", "d"), 1)]  # fmt: skip
+    await store.setup()  # once moved, a start changes nothing
+    assert await db.fetchone("SELECT version FROM msg_schema_version") == (SCHEMA_VERSION,)
+
+
+async def test_a_version_1_sqlite_database_is_moved_over(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    await _version_1_store(SQLiteDatabase(path))
+    store = SQLMessageStore(SQLiteDatabase(path))
+    try:
+        await _check_moved_from_version_1(store)
+    finally:
+        await store.aclose()
+
+
+async def test_a_version_1_mysql_database_is_moved_over(mysql_db: MySQLTarget) -> None:
+    await _version_1_store(mysql_db.open())
+    store = SQLMessageStore(mysql_db.open())
+    try:
+        await _check_moved_from_version_1(store)
+    finally:
+        await store.aclose()
 
 
 async def test_mysql_pooled_connection_killed_between_calls_is_redialled(mysql_db: MySQLTarget) -> None:
