@@ -260,6 +260,11 @@ class Link(asyncio.Protocol):
         self.close(code, reason)
         await self._finished.wait()
 
+    def abort(self) -> None:
+        """Drop the connection at once, sending nothing more (for a link whose :meth:`run` never started)."""
+        if self._transport is not None:
+            self._transport.abort()
+
     # -- the tasks -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:

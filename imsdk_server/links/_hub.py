@@ -192,9 +192,10 @@ class LinkHub:
                 await loop.create_connection(
                     factory, host, port, ssl=ssl_context, server_hostname=server_hostname or host
                 )
-        except BaseException:
+        except BaseException:  # refused, or cancelled: a connection made meanwhile is dropped
             for link in made:
                 self._links.discard(link)
+                link.abort()
             raise
         link = made[-1]
         tg.start_soon(self._run_made_link, link)
