@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,6 +104,43 @@ async def test_unopenable_sqlite_is_storage_unavailable(tmp_path: Path) -> None:
     db = SQLiteDatabase(str(tmp_path / "missing-dir" / "x.sqlite3"))
     with pytest.raises(StorageUnavailable):
         await db.fetchone("SELECT 1")
+
+
+async def test_sqlite_file_journal_settings(tmp_path: Path) -> None:
+    db = SQLiteDatabase(str(tmp_path / "x.sqlite3"), wal_autocheckpoint=2500, wal_size_limit=1 << 20)
+    try:
+        assert await db.fetchone("PRAGMA journal_mode") == ("wal",)
+        assert await db.fetchone("PRAGMA wal_autocheckpoint") == (2500,)
+        assert await db.fetchone("PRAGMA journal_size_limit") == (1 << 20,)
+        assert await SQLiteDatabase(":memory:").fetchone("PRAGMA journal_mode") == ("memory",)
+    finally:
+        await db.aclose()
+
+
+async def test_sqlite_write_transaction_takes_the_write_lock_when_it_begins(tmp_path: Path) -> None:
+    """``write=True``: while another connection writes, the transaction waits at its start (here up to a
+    short busy timeout, then fails) and runs none of its statements; a read-only one still runs."""
+    path = str(tmp_path / "x.sqlite3")
+    db = SQLiteDatabase(path, busy_timeout=0.05)
+    await db.execute("CREATE TABLE t (a INTEGER)")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ran: list[str] = []
+
+    def tx(cur: SQLCursor) -> None:
+        ran.append("ran")
+        cur.fetchone("SELECT count(*) FROM t")
+
+    try:
+        with pytest.raises(StorageUnavailable):
+            await db.transaction(tx, write=True)
+        assert ran == []
+        await db.transaction(tx)
+        assert ran == ["ran"]
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await db.aclose()
 
 
 @pytest.mark.mysql
