@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import resource
 import subprocess
@@ -134,7 +135,7 @@ async def _connect_all(
             source = f"127.0.0.{2 + i % 250}"
             try:
                 transport, _ = await loop.create_connection(
-                    lambda p=payload, d=done: _Handshaker(p, d), "127.0.0.1", port, local_addr=(source, 0)
+                    functools.partial(_Handshaker, payload, done), "127.0.0.1", port, local_addr=(source, 0)
                 )
             except OSError:
                 failures += 1

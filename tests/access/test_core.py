@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from imsdk_proto._frame import encode_frame, encode_raw
+from imsdk_proto._frame import Frame, encode_frame, encode_raw
 from imsdk_proto._header import Header
 from imsdk_proto.codes import Biz, ChatFunc, Codec, ErrorCode, Flags, LinkFunc, SystemFunc
 from imsdk_proto.messages import ChatText, ErrorReport, Handshake, HandshakeAck, Kick, LinkReady, Pong
@@ -44,7 +44,12 @@ def opened(
     return core, ctx
 
 
-def sent(core: AccessConnection) -> list:
+def state_of(core: AccessConnection) -> State:
+    """The core's state, read afresh (a type checker would keep what an earlier assertion said)."""
+    return core.state
+
+
+def sent(core: AccessConnection) -> list[Frame]:
     data = core.data_to_send()
     core.send_done()
     return decode_all(data)
@@ -63,12 +68,12 @@ def kick_code(core: AccessConnection) -> ErrorCode:
 
 def test_handshake_reply_carries_session_sequence_base_and_times() -> None:
     core, ctx = make()
-    assert core.state is State.AWAIT_HANDSHAKE
+    assert state_of(core) is State.AWAIT_HANDSHAKE
     actions = core.receive_data(handshake("tok"), T0 + 1)
-    assert core.state is State.AUTHENTICATING
+    assert state_of(core) is State.AUTHENTICATING
     assert isinstance(actions[0], Authenticate)
     assert core.authenticated("alice", "phone", 42, 5 << 32, T0 + 2)
-    assert core.state is State.OPEN
+    assert state_of(core) is State.OPEN
     (frame,) = sent(core)
     assert frame.header.code == (Biz.SYSTEM, SystemFunc.HANDSHAKE_ACK)
     ack = frame.body_as(HandshakeAck)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,10 @@ from tests.access_manager.conftest import Clock, Tokens, access_entry, eventuall
 pytestmark = pytest.mark.anyio
 
 CONFIG = AccessManagerConfig(staleness=10.0, consume_retry_interval=0.01, tie_tolerance=0.0)
+
+
+def _consumed(manager: AccessManager, n: int) -> bool:
+    return manager.metrics.value("access_manager_reports_consumed") == n
 
 
 @dataclass
@@ -241,6 +246,6 @@ async def test_every_manager_instance_sees_every_report(tokens: Tokens) -> None:
             for sid in (1, 2, 3, 4):
                 await publisher.publish("load", load_report(sid))
             for m in managers:
-                await eventually(lambda m=m: m.metrics.value("access_manager_reports_consumed") == 4)
+                await eventually(functools.partial(_consumed, m, 4))
                 assert m.metrics.value("access_manager_servers_tracked") == 4
             tg.cancel_scope.cancel()

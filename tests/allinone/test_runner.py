@@ -12,6 +12,7 @@ import pytest
 
 from imsdk_proto import Biz, ChatFunc, Codec, ErrorCode, Flags, Header, SystemFunc, encode_frame
 from imsdk_proto.messages import ChatText, SendAck
+from imsdk_server._asgi import ASGIApp
 from imsdk_server.allinone import AllInOne, AllInOneConfig, PathDispatch, StartupError, load_serve_config
 from imsdk_server.config import ConfigError, HostPort
 from tests.allinone._wire import Connection, free_port, handshake_frame, register_and_login
@@ -236,15 +237,12 @@ def test_roles_are_checked(roles: list[str], message: str) -> None:
     ],
 )
 def test_path_dispatch_picks_the_longest_prefix(path: str, expected: str) -> None:
-    async def app(scope: object, receive: object, send: object) -> None:  # pragma: no cover - never called
-        pass
-
     apps = {name: _named(name) for name in ("am", "metrics", "default")}
     dispatch = PathDispatch({"/v1/access-points": apps["am"], "/metrics": apps["metrics"]}, apps["default"])
     assert dispatch.resolve(path) is apps[expected]
 
 
-def _named(name: str) -> object:
+def _named(name: str) -> ASGIApp:
     async def app(scope: object, receive: object, send: object) -> None:  # pragma: no cover - never called
         pass
 
@@ -254,7 +252,7 @@ def _named(name: str) -> object:
 
 def test_path_dispatch_refuses_bad_prefixes() -> None:
     with pytest.raises(ValueError, match="prefix"):
-        PathDispatch({"v1": _named("x")}, _named("d"))  # type: ignore[dict-item]
+        PathDispatch({"v1": _named("x")}, _named("d"))
 
 
 async def test_file_tables_reach_each_component_and_v1_tokens_verify_in_process(tmp_path: Path) -> None:

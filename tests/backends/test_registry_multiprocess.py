@@ -33,13 +33,13 @@ def _readline(proc: subprocess.Popen[str], deadline: float) -> str:
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"no output in time from {proc.args}")
+            raise AssertionError(f"no output in time from {proc.args!r}")
         ready, _, _ = select.select([proc.stdout], [], [], left)
         if ready:
             line = proc.stdout.readline()
             if not line:
                 err = proc.stderr.read() if proc.stderr else ""
-                raise AssertionError(f"{proc.args} exited with {proc.wait()}: {err}")
+                raise AssertionError(f"{proc.args!r} exited with {proc.wait()}: {err}")
             return line.strip()
 
 

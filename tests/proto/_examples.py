@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from imsdk_proto import codes
@@ -25,7 +27,7 @@ _INT_VALUES = {
 }
 
 
-def _scalar(field: FieldDescriptor, n: int) -> object:
+def _scalar(field: Any, n: int) -> object:  # a FieldDescriptor of either protobuf implementation
     if field.type in _INT_VALUES:
         value = _INT_VALUES[field.type]
         return value if n == 0 else 1 + n
@@ -40,6 +42,7 @@ def _scalar(field: FieldDescriptor, n: int) -> object:
     if field.type == _T.TYPE_FLOAT:
         return 1.5 + n  # exact in float32
     if field.type == _T.TYPE_ENUM:
+        assert field.enum_type is not None
         values = field.enum_type.values
         return values[-1 - (n % len(values))].number
     raise AssertionError(f"unhandled field type {field.type} of {field.full_name}")
@@ -47,7 +50,7 @@ def _scalar(field: FieldDescriptor, n: int) -> object:
 
 def fill(message: Message, depth: int = 0, oneof_choice: int = 0) -> Message:
     """Set every field of ``message`` (both elements of repeated fields; one member of each oneof)."""
-    descriptor: Descriptor = message.DESCRIPTOR
+    descriptor = message.DESCRIPTOR
     for field in descriptor.fields:
         oneof = field.containing_oneof
         if oneof is not None:
