@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -113,6 +114,12 @@ class LinkMetrics:
 
     def closed(self, code: ErrorCode) -> None:
         self.metrics.counter("closes_total", reason=code.name).inc()
+
+
+def _discard(waiting: Awaitable[None] | None) -> None:
+    """Drop an async handler's work that will never be awaited (the link closed first)."""
+    if inspect.iscoroutine(waiting):
+        waiting.close()
 
 
 def _identity(hello: LinkHello) -> LinkIdentity:
@@ -286,6 +293,8 @@ class Link(asyncio.Protocol):
             self._m.send_buffer.dec(self._buffered)
             self._buffered = self._queued = 0
             self._queue.clear()
+            waiting, self._waiting = self._waiting, None
+            _discard(waiting)
             if self._transport is not None:
                 self._transport.abort()
             self._done.set()
@@ -384,6 +393,7 @@ class Link(asyncio.Protocol):
             while (frame := decoder.next_frame()) is not None:
                 waiting = self._on_frame(frame)
                 if self._closing:
+                    _discard(waiting)  # the link closed while the frame was handled: no one will await it
                     return
                 if waiting is not None:
                     # The rest waits in the decoder, and the socket is not read, until it has finished.
