@@ -247,7 +247,13 @@ class Tally:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicates or self.unexpected or self.out_of_order)
+        return self.ok_for(interrupted=False)
+
+    def ok_for(self, *, interrupted: bool) -> bool:
+        """:attr:`ok`, except that an interrupted run may have cut a send off between the receiver's copy
+        and the sender's ack: such a reception is not a fault then."""
+        unexpected = self.unexpected and not interrupted
+        return not (self.lost or self.duplicates or unexpected or self.out_of_order)
 
 
 def summary_line(tally: Tally) -> str:
@@ -276,7 +282,7 @@ class DemoResult:
 
     @property
     def exit_status(self) -> int:
-        if not self.tally.ok or self.problems:
+        if not self.tally.ok_for(interrupted=self.interrupted) or self.problems:
             return 1
         return EXIT_INTERRUPTED if self.interrupted else 0
 
@@ -734,7 +740,9 @@ def _summary(demo: _Demo) -> list[str]:
         + ("only the latest reached " + demo.away.uid if r.merged_ok else "FAILED"),
         f"  profile       {r.profile_updates_seen} friends saw {demo.profiler.uid}'s change",
     ]
-    if t.unexpected:
+    if t.unexpected and r.interrupted:
+        lines.append(f"  in flight     {t.unexpected} messages received whose ack the interruption cut off")
+    elif t.unexpected:
         lines.append(f"  problem       {t.unexpected} messages received that no sender had acknowledged")
     for key in t.missing()[:10]:
         sent = t.sent_messages[key]

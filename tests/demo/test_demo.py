@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from imsdk_server._demo import DemoOptions, Tally, make_png, make_wav, summary_line
+from imsdk_server._demo import DemoOptions, DemoResult, Tally, make_png, make_wav, summary_line
 from imsdk_server.media import image_dimensions
 from imsdk_server.media._sniff import PNG, sniff
 
@@ -143,6 +143,17 @@ def test_tally_counts_from_what_was_acknowledged_and_received(
     assert tally.out_of_order == out_of_order
     assert tally.ok is (counts[2] == counts[3] == unexpected == out_of_order == 0)
     assert summary_line(tally) == "demo: sent {}, delivered {}, lost {}, duplicates {}".format(*counts)
+
+
+def test_an_interruption_may_cut_off_an_ack_but_nothing_else() -> None:
+    """Interrupted between the receiver's copy and the sender's ack, a run still exits 130 (interrupted), not
+    1; a loss, a duplicate or a reordering still fails it."""
+    never_acked = tally_of([ACK_1, GOT_1, ("got", ("bob", "alice", 9, "c", 0))])
+    assert (never_acked.ok, never_acked.ok_for(interrupted=True)) == (False, True)
+    assert DemoResult(never_acked, interrupted=True).exit_status == 130
+    assert DemoResult(never_acked, interrupted=False).exit_status == 1
+    lost = tally_of([ACK_1, ACK_2, GOT_1, ("got", ("bob", "alice", 9, "c", 0))])
+    assert DemoResult(lost, interrupted=True).exit_status == 1
 
 
 def test_tally_missing_lists_what_has_not_arrived() -> None:
